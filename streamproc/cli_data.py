@@ -1,0 +1,102 @@
+"""Commands that put data into a store and describe it: ``synth``, ``ingest``, ``info``."""
+
+from __future__ import annotations
+
+import click
+
+from .cli import Report, main, reporting, wait_option
+from .info import format_info, store_info
+from .ingest import DTYPES, ingest
+from .readers import ReadOptions
+from .synth import SYNTH_FORMATS, Mixture, write_batches
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--rows", type=click.IntRange(min=1), default=20_000, show_default=True, help="Rows in all.")
+@click.option("--dim", type=click.IntRange(min=2), default=384, show_default=True, help="Vector dimension.")
+@click.option("--clusters", type=click.IntRange(min=1), default=20, show_default=True, help="True clusters.")
+@click.option("--batch-rows", type=click.IntRange(min=1), default=10_000, show_default=True, help="Rows per file.")
+@click.option("--format", "fmt", type=click.Choice(SYNTH_FORMATS), default="npy", show_default=True)
+@click.option("--texts", is_flag=True, help="Add an id and a short topic text per row (not with npy).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--first-batch", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Index of the first file (to add more batches of the same mixture later).")
+@reporting
+def synth(out_dir, rows, dim, clusters, batch_rows, fmt, texts, seed, first_batch):
+    """Write seeded synthetic embedding batches into OUT_DIR (true labels under OUT_DIR/truth/).
+
+    \b
+    Example:
+      streamproc synth inbox --rows 100000 --dim 768 --clusters 20 --format parquet --texts
+    """
+    mixture = Mixture(dim=dim, clusters=clusters, seed=seed)
+    paths = write_batches(out_dir, mixture=mixture, rows=rows, batch_rows=batch_rows, fmt=fmt, texts=texts,
+                          first_batch=first_batch)
+    data = {"files": [str(p) for p in paths], "rows": rows, "dim": dim, "clusters": clusters, "seed": seed}
+    return Report(data, f"wrote {rows:,} rows x {dim} in {len(paths)} {fmt} file(s) to {out_dir}")
+
+
+@main.command(name="ingest")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--array", help=".npz: the array holding the vectors (default: the only one).")
+@click.option("--vector-column", help=".parquet/.csv: a list column holding each vector "
+              "(default: every numeric column that is not the id or text column).")
+@click.option("--id-column", help="Column (or .npz array) of row ids, stored beside the vectors.")
+@click.option("--text-column", help="Column (or .npz array) of texts, stored beside the vectors.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+              help="Storage dtype, fixed by the first ingest (float16 halves the disk and read time).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), help="Rows per chunk, fixed by the first ingest "
+              "[default: about 4 MiB of vectors]")
+@click.option("--drop-nonfinite", is_flag=True, help="Skip rows holding NaN or Inf (and say how many) "
+              "instead of failing the file.")
+@click.option("--min-age", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Skip files modified less than this long ago (still being written into an inbox).")
+@wait_option
+@reporting
+def ingest_command(store, paths, array, vector_column, id_column, text_column, dtype, chunk_rows,
+                   drop_nonfinite, min_age, wait):
+    """Add each file of PATHS (or each known file in a PATHS directory) to STORE as one batch.
+
+    STORE is created by the first ingest. Every file is committed atomically on its own, and a file
+    already ingested (same content and options) is skipped, so cron can run the same command again
+    and again. A bad file is reported and skipped; the others still commit (exit code 1).
+
+    \b
+    Examples:
+      streamproc ingest store inbox/
+      streamproc ingest store docs.parquet --vector-column embedding --id-column id --text-column text
+    """
+    options = ReadOptions(array=array, vector_column=vector_column, id_column=id_column, text_column=text_column)
+    report = ingest(store, list(paths), read_options=options, dtype=dtype, chunk_rows=chunk_rows,
+                    drop_nonfinite=drop_nonfinite, min_age=min_age, wait=wait)
+    lines = []
+    for b in report.batches:
+        if b.status == "committed":
+            extra = f" ({b.dropped} non-finite rows dropped)" if b.dropped else ""
+            lines.append(f"committed  {b.id}  {b.rows:,} rows  {b.source}{extra}")
+        elif b.status == "duplicate":
+            lines.append(f"duplicate  {b.id}  already ingested: {b.source}")
+        elif b.status == "skipped":
+            lines.append(f"skipped    younger than --min-age: {b.source}")
+        else:
+            lines.append(f"failed     {b.error}")
+    counts = {s: sum(b.status == s for b in report.batches) for s in ("committed", "duplicate", "failed")}
+    lines.append(f"{counts['committed']} committed, {counts['duplicate']} duplicate, {counts['failed']} failed; "
+                 f"store has {report.rows:,} rows")
+    return Report(report.to_dict(), "\n".join(lines), exit_code=1 if report.failed else 0)
+
+
+@main.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@reporting
+def info(store):
+    """Show what STORE holds: rows, dimension, batches, models. Never takes the lock.
+
+    \b
+    Example:
+      streamproc info store --json
+    """
+    data = store_info(store)
+    return Report(data, format_info(data))

@@ -1,0 +1,205 @@
+"""``streamproc ingest``: each input file becomes one batch, committed atomically and at most once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import progress
+from .errors import InputError, UsageError
+from .manifest import Batch, utc_now
+from .readers import FORMATS, ReadOptions, Slice, read_slices
+from .store import StoreWriter, default_chunk_rows, open_writer
+
+DTYPES = ("float32", "float16")
+
+
+@dataclass
+class BatchResult:
+    source: str
+    status: str  # committed | duplicate | failed | skipped
+    id: str | None = None
+    rows: int = 0
+    dropped: int = 0
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    rows: int
+    batches: list[BatchResult]
+
+    @property
+    def failed(self) -> bool:
+        return any(b.status == "failed" for b in self.batches)
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "batches": [asdict(b) for b in self.batches]}
+
+
+def expand_paths(paths: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """Files to ingest (directories expanded, sorted, non-recursive) and files skipped for their extension."""
+    files, skipped = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for child in sorted(p.iterdir()):
+                if child.is_file() and not child.name.startswith("."):
+                    (files if child.suffix.lower() in FORMATS else skipped).append(child)
+        else:
+            files.append(p)
+    return files, skipped
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(8 * 2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ingest(
+    store_path: str | os.PathLike,
+    paths: list[str | os.PathLike],
+    *,
+    read_options: ReadOptions = ReadOptions(),
+    dtype: str = "float32",
+    chunk_rows: int | None = None,
+    drop_nonfinite: bool = False,
+    min_age: float = 0.0,
+    wait: float = 0.0,
+) -> IngestReport:
+    """Ingest every file of ``paths`` into the store at ``store_path`` (created on first use)."""
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if chunk_rows is not None and chunk_rows < 1:
+        raise UsageError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    files, skipped = expand_paths(paths)
+    for path in skipped:
+        progress.message(f"warning: {path}: skipped, not one of {', '.join(FORMATS)}")
+    store_path = Path(store_path)
+    existed = store_path.exists()
+    options_key = read_options.key() + (";drop_nonfinite" if drop_nonfinite else "")
+    results = []
+    with open_writer(store_path, wait=wait, create=True) as writer:
+        for path in files:
+            result = _ingest_file(writer, path, read_options, options_key, dtype=dtype, chunk_rows=chunk_rows,
+                                  drop_nonfinite=drop_nonfinite, min_age=min_age)
+            results.append(result)
+        rows = writer.manifest.rows if writer.manifest else 0
+        if writer.manifest is None and not existed:
+            shutil.rmtree(store_path, ignore_errors=True)
+    return IngestReport(rows=rows, batches=results)
+
+
+def _ingest_file(writer: StoreWriter, path: Path, read_options: ReadOptions, options_key: str, **kw) -> BatchResult:
+    source = str(path.resolve()) if path.exists() else str(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        return BatchResult(str(path), "failed", error=f"{path}: cannot read ({exc.strerror})")
+    manifest = writer.manifest
+    if manifest is not None:
+        for b in manifest.batches:
+            if (b.source, b.size, b.mtime_ns, b.options) == (source, stat.st_size, stat.st_mtime_ns, options_key):
+                return BatchResult(str(path), "duplicate", id=b.id, rows=b.rows)
+    if kw["min_age"] and time.time() - stat.st_mtime < kw["min_age"]:
+        return BatchResult(str(path), "skipped", error=None)
+    sha = file_sha256(path)
+    if manifest is not None:
+        for b in manifest.batches:
+            if (b.sha256, b.options) == (sha, options_key):
+                return BatchResult(str(path), "duplicate", id=b.id, rows=b.rows)
+    before = writer.manifest
+    try:
+        rows, dropped = _stage_file(writer, path, read_options, dtype=kw["dtype"], chunk_rows=kw["chunk_rows"],
+                                    drop_nonfinite=kw["drop_nonfinite"])
+    except InputError as exc:
+        writer.abort()
+        writer.manifest = before
+        return BatchResult(str(path), "failed", error=str(exc))
+    manifest = writer.manifest
+    batch = Batch(id=manifest.next_batch_id(), source=source, sha256=sha, start=manifest.rows,
+                  stop=manifest.rows + rows, ingested_at=utc_now(), size=stat.st_size,
+                  mtime_ns=stat.st_mtime_ns, options=options_key)
+    writer.commit(replace(manifest, rows=batch.stop, batches=[*manifest.batches, batch],
+                          columns=sorted(set(manifest.columns) | writer.new_columns)))
+    writer.new_columns = set()
+    return BatchResult(str(path), "committed", id=batch.id, rows=rows, dropped=dropped)
+
+
+def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, dtype, chunk_rows,
+                drop_nonfinite) -> tuple[int, int]:
+    """Validate ``path`` slice by slice and stage its rows past the committed end. Returns (rows, dropped)."""
+    start = writer.manifest.rows if writer.manifest else 0
+    written = dropped = 0
+    seen_ids: set[str] = set()
+    with progress.bar(None, path.name) as bar:
+        for piece in read_slices(path, read_options):
+            piece, n_dropped = _validated(piece, path, writer, drop_nonfinite, seen_ids)
+            dropped += n_dropped
+            if writer.manifest is None:
+                dim = piece.vectors.shape[1]
+                writer.create(dim=dim, dtype=dtype,
+                              chunk_rows=chunk_rows or default_chunk_rows(dim, np.dtype(dtype).itemsize))
+                start = 0
+            vectors = piece.vectors.astype(writer.manifest.dtype, copy=False)
+            if not np.isfinite(vectors).all():
+                bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+                raise InputError(f"{path}: row {piece.row + bad}: value out of {writer.manifest.dtype} range")
+            if len(vectors):
+                row = start + written
+                writer.stage("vectors", row, vectors)
+                for name, values in (("ids", piece.ids), ("texts", piece.texts)):
+                    _stage_column(writer, name, row, values, len(vectors))
+                written += len(vectors)
+            bar.update(len(vectors))
+    if written == 0:
+        raise InputError(f"{path}: no rows left to ingest ({dropped} dropped as non-finite)" if dropped
+                         else f"{path}: empty file (0 rows)")
+    return written, dropped
+
+
+def _stage_column(writer: StoreWriter, name: str, row: int, values, n: int) -> None:
+    known = name in writer.manifest.columns or name in writer.new_columns
+    if values is None:
+        if known:
+            writer.stage(name, row, np.full(n, "", dtype=str))
+        return
+    if not known:
+        writer.create_column(name, length=writer.manifest.rows, chunk_rows=writer.manifest.chunk_rows)
+        writer.new_columns.add(name)
+    writer.stage(name, row, np.asarray(values, dtype=str))
+
+
+def _validated(piece: Slice, path: Path, writer: StoreWriter, drop_nonfinite: bool,
+               seen_ids: set[str]) -> tuple[Slice, int]:
+    vectors = piece.vectors
+    if vectors.dtype.kind not in "fiu":
+        raise InputError(f"{path}: expected numeric vectors, got dtype {vectors.dtype}")
+    if writer.manifest is not None and vectors.shape[1] != writer.manifest.dim:
+        raise InputError(f"{path}: row {piece.row}: expected dim {writer.manifest.dim} (the store's), got {vectors.shape[1]}")
+    dropped = 0
+    finite = np.isfinite(vectors).all(axis=1) if vectors.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        if not drop_nonfinite:
+            bad = int(np.flatnonzero(~finite)[0])
+            col = int(np.flatnonzero(~np.isfinite(vectors[bad]))[0])
+            raise InputError(f"{path}: row {piece.row + bad}, column {col}: NaN or Inf "
+                             f"(pass --drop-nonfinite to skip such rows)")
+        dropped = int((~finite).sum())
+        piece = Slice(piece.row, vectors[finite],
+                      None if piece.ids is None else piece.ids[finite],
+                      None if piece.texts is None else piece.texts[finite])
+    if piece.ids is not None:
+        for i, value in enumerate(piece.ids.tolist()):
+            if value in seen_ids:
+                raise InputError(f"{path}: row {piece.row + i}: id {value!r} appears twice in this file")
+            seen_ids.add(value)
+    return piece, dropped

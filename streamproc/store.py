@@ -1,0 +1,266 @@
+"""A streamproc store: one Zarr v3 group on disk plus the manifest that says what is committed.
+
+Layout::
+
+    STORE/manifest.json         what is committed (rows, batches, models, watermarks)
+    STORE/.lock                 flock target; held by the one writer
+    STORE/vectors               rows x dim, chunked by rows
+    STORE/ids, STORE/texts      optional, row-aligned UTF-8 strings
+    STORE/models/<id>/...       a fitted model's arrays and labels (see model.py)
+
+Writers stage rows past the committed end of an array (a plain Zarr reader never sees them: the
+array's stored shape is only grown after the manifest commit), fsync them, replace the manifest
+atomically, then resize the arrays to the committed lengths. Recovery after a crash resizes every
+array back to what the manifest says.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.core.array import AsyncArray
+
+from ._lock import StoreLock
+from .errors import StoreError
+from .manifest import MANIFEST_NAME, Manifest, fsync_dir, read_manifest, write_manifest
+
+WRITING_MARKER = ".writing"
+TARGET_CHUNK_BYTES = 4 * 2**20
+READ_THREADS = 4
+
+
+def default_chunk_rows(dim: int, itemsize: int) -> int:
+    """Rows per chunk so that one chunk of vectors is about 4 MiB (a multiple of 64 rows)."""
+    rows = TARGET_CHUNK_BYTES // max(dim * itemsize, 1)
+    return int(max(64, rows - rows % 64))
+
+
+def committed_lengths(manifest: Manifest) -> dict[str, int]:
+    """Every array the manifest vouches for, with its committed row count."""
+    lengths = {"vectors": manifest.rows}
+    lengths.update({name: manifest.rows for name in manifest.columns})
+    for model_id, info in manifest.models.items():
+        for name, length_key in (("labels", "watermark"), ("projection", "projection_watermark")):
+            for array in LABEL_ARRAYS.get(name, (name,)):
+                lengths[f"models/{model_id}/{array}"] = int(info.get(length_key, 0))
+    return lengths
+
+
+LABEL_ARRAYS = {
+    "labels": ("labels", "distance", "confidence", "outlier"),
+    "projection": ("projection",),
+}
+
+
+class Store:
+    """A read-only snapshot of a store: the manifest as it was when opened, and its arrays.
+
+    Reading never takes the lock; rows committed later are simply not seen by this snapshot.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest):
+        self.path = Path(path)
+        self.manifest = manifest
+        self._arrays: dict[str, zarr.Array] = {}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Store:
+        path = Path(path)
+        if not path.is_dir():
+            raise StoreError(f"{path}: no such store (run `streamproc ingest {path} FILES` first)")
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise StoreError(f"{path}: not a streamproc store (no {MANIFEST_NAME})")
+        return cls(path, manifest)
+
+    @property
+    def rows(self) -> int:
+        return self.manifest.rows
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    def array(self, name: str) -> zarr.Array:
+        if name not in self._arrays:
+            try:
+                self._arrays[name] = zarr.open_array(self.path / name, mode="r")
+            except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+                raise StoreError(f"{self.path}: array {name!r} is missing") from None
+        return self._arrays[name]
+
+    def has_column(self, name: str) -> bool:
+        return name in self.manifest.columns
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        return self.array(name)[start:stop]
+
+    def iter_blocks(
+        self, name: str, start: int = 0, stop: int | None = None, *, block_rows: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(row, block)`` over ``[start, stop)`` of an array, reading ahead on a few threads.
+
+        Blocks are whole chunks, so every read decodes each chunk once; at most ``READ_THREADS + 1``
+        blocks are in memory at a time.
+        """
+        stop = self.rows if stop is None else stop
+        block_rows = block_rows or self.block_rows(name)
+        starts = range(start, stop, block_rows)
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            pending = []
+            for row in starts:
+                pending.append((row, pool.submit(self.read, name, row, min(row + block_rows, stop))))
+                if len(pending) > READ_THREADS:
+                    first, future = pending.pop(0)
+                    yield first, future.result()
+            for first, future in pending:
+                yield first, future.result()
+
+    def block_rows(self, name: str = "vectors", target_bytes: int = 16 * 2**20) -> int:
+        """Rows per read: whole chunks adding up to about ``target_bytes``."""
+        arr = self.array(name)
+        chunk = arr.chunks[0]
+        row_bytes = int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize if arr.ndim > 1 else 8
+        return chunk * max(1, target_bytes // max(chunk * row_bytes, 1))
+
+
+class StoreWriter(Store):
+    """The one writer of a store, holding its lock. Stage rows, then :meth:`commit`."""
+
+    def __init__(self, path: Path, manifest: Manifest | None, lock: StoreLock):
+        super().__init__(path, manifest)  # type: ignore[arg-type]
+        self.lock = lock
+        self._staged: dict[str, set[int]] = {}  # array name -> chunk indices written since last commit
+        self.new_columns: set[str] = set()  # row-aligned arrays created since the last commit
+
+    # ---- creating arrays -------------------------------------------------------------------
+    def create(self, *, dim: int, dtype: str, chunk_rows: int) -> None:
+        """Create the group and the vectors array of a new store."""
+        zarr.open_group(self.path, mode="a", zarr_format=3)
+        zarr.create_array(
+            self.path / "vectors", shape=(0, dim), chunks=(chunk_rows, dim), dtype=dtype,
+            compressors=None, fill_value=0, overwrite=True,
+        )
+        self.manifest = Manifest(dim=dim, dtype=dtype, chunk_rows=chunk_rows)
+
+    def create_column(self, name: str, *, length: int, chunk_rows: int, dtype="str", width: int = 0) -> None:
+        """Create a row-aligned array (``ids``, ``texts``, labels ...) of ``length`` fill rows."""
+        shape = (length, width) if width else (length,)
+        chunks = (chunk_rows, width) if width else (chunk_rows,)
+        zarr.create_array(self.path / name, shape=shape, chunks=chunks, dtype=dtype, overwrite=True)
+        self._arrays.pop(name, None)
+
+    def array(self, name: str) -> zarr.Array:
+        if name not in self._arrays:
+            self._arrays[name] = zarr.open_array(self.path / name, mode="r+")
+        return self._arrays[name]
+
+    # ---- staging and committing ------------------------------------------------------------
+    def stage(self, name: str, start: int, values: np.ndarray) -> None:
+        """Write ``values`` at rows ``[start, start + len)``, possibly past the array's stored end.
+
+        The array's stored shape is not changed, so nothing staged is visible until :meth:`commit`.
+        """
+        if not self._staged:
+            (self.path / WRITING_MARKER).touch()
+        arr = self.array(name)
+        stop = start + len(values)
+        if stop > arr.shape[0]:
+            meta = arr.metadata.update_shape((stop, *arr.shape[1:]))
+            arr = zarr.Array(AsyncArray(metadata=meta, store_path=arr.store_path, config=arr._async_array.config))
+        arr[start:stop] = values
+        chunk = arr.chunks[0]
+        self._staged.setdefault(name, set()).update(range(start // chunk, (stop - 1) // chunk + 1))
+
+    def _fsync_staged(self) -> None:
+        dirs = set()
+        for name, chunk_indices in self._staged.items():
+            arr = self.array(name)
+            for index in chunk_indices:
+                coords = (index,) + (0,) * (arr.ndim - 1)
+                path = self.path / name / arr.metadata.encode_chunk_key(coords)
+                if path.exists():
+                    fd = os.open(path, os.O_RDONLY)
+                    os.fsync(fd)
+                    os.close(fd)
+                    dirs.add(path.parent)
+        for directory in dirs:
+            fsync_dir(directory)
+
+    def commit(self, manifest: Manifest) -> None:
+        """Make everything staged durable, then commit ``manifest`` atomically."""
+        pause_hook()
+        self._fsync_staged()
+        write_manifest(self.path, manifest)
+        self.manifest = manifest
+        self._staged.clear()
+        self._resize_to_manifest()
+        (self.path / WRITING_MARKER).unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Forget staged rows: they lie past the committed end, where nobody reads."""
+        self._staged.clear()
+        self.new_columns = set()
+
+    def _resize_to_manifest(self) -> None:
+        for name, length in committed_lengths(self.manifest).items():
+            if not (self.path / name / "zarr.json").exists():
+                continue
+            arr = self.array(name)
+            if arr.shape[0] != length:
+                arr.resize((length, *arr.shape[1:]))
+
+    def recover(self) -> None:
+        """Undo what a killed writer left behind: uncommitted shapes, temp files, staged models."""
+        if self.manifest is None:
+            return
+        marker = self.path / WRITING_MARKER
+        if marker.exists():
+            self._resize_to_manifest()
+            for partial in self.path.rglob("*.partial"):
+                partial.unlink(missing_ok=True)
+            marker.unlink()
+        models = self.path / "models"
+        if models.is_dir():
+            for child in models.iterdir():
+                if child.name.startswith(".staging-") or child.name not in self.manifest.models:
+                    shutil.rmtree(child, ignore_errors=True)
+
+
+def pause_hook() -> None:
+    """Test-only: with STREAMPROC_TEST_PAUSE_BEFORE_COMMIT=FLAGFILE, announce and sleep before commit.
+
+    The crash tests use it to kill a writer inside the window between staging rows and committing.
+    """
+    flag = os.environ.get("STREAMPROC_TEST_PAUSE_BEFORE_COMMIT")
+    if flag:
+        import time
+
+        Path(flag).write_text(str(os.getpid()))
+        time.sleep(float(os.environ.get("STREAMPROC_TEST_PAUSE_SECONDS", "30")))
+
+
+@contextmanager
+def open_writer(path: str | os.PathLike, *, wait: float = 0.0, create: bool = False) -> Iterator[StoreWriter]:
+    """Take the store's lock, recover from any crash, and yield the writer.
+
+    With ``create`` the directory may not exist yet; the writer's manifest is then None until
+    :meth:`StoreWriter.create`.
+    """
+    path = Path(path)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not (path / MANIFEST_NAME).exists():
+        Store.open(path)  # raises the right error
+    lock = StoreLock(path, wait=wait)
+    with lock:
+        writer = StoreWriter(path, read_manifest(path), lock)
+        writer.recover()
+        yield writer
