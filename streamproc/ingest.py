@@ -149,7 +149,8 @@ def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, d
                 writer.create(dim=dim, dtype=dtype,
                               chunk_rows=chunk_rows or default_chunk_rows(dim, np.dtype(dtype).itemsize))
                 start = 0
-            vectors = piece.vectors.astype(writer.manifest.dtype, copy=False)
+            with np.errstate(over="ignore"):
+                vectors = piece.vectors.astype(writer.manifest.dtype, copy=False)
             if not np.isfinite(vectors).all():
                 bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
                 raise InputError(f"{path}: row {piece.row + bad}: value out of {writer.manifest.dtype} range")
