@@ -230,8 +230,30 @@ class StoreWriter(Store):
         models = self.path / "models"
         if models.is_dir():
             for child in models.iterdir():
-                if child.name.startswith(".staging-") or child.name not in self.manifest.models:
+                if child.name.startswith(".staging-"):
+                    if not _pid_alive(child.name.rsplit("-", 1)[-1]):  # a fit still running keeps its staging
+                        shutil.rmtree(child, ignore_errors=True)
+                elif child.name not in self.manifest.models:
                     shutil.rmtree(child, ignore_errors=True)
+
+    def fsync_tree(self, directory: Path) -> None:
+        """fsync every file below ``directory`` and the directories themselves (before a commit)."""
+        for root, _dirs, files in os.walk(directory):
+            for name in files:
+                fd = os.open(Path(root) / name, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+            fsync_dir(Path(root))
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pause_hook() -> None:

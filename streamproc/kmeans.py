@@ -1,0 +1,63 @@
+"""K-means for every k of a sweep, streamed: initialised on a uniform sample, refined by full
+Lloyd epochs over all rows in which every k is updated from the same read of each block.
+
+Why Lloyd epochs rather than per-chunk mini-batch updates: a mini-batch update depends on the
+order chunks arrive in, so it cannot be split across Dask workers and gives different answers for
+different chunkings. One Lloyd step is a sum over chunks (counts and sums per cluster): a tree
+reduction that gives the same centroids locally and on a cluster, for any chunking. Started from
+k-means++ fitted on the sample, it converges in a few epochs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+from . import stats
+from .model import normalize_rows
+
+
+def parse_k_range(text: str) -> list[int]:
+    """``"8:32:4"`` (start:stop:step, stop inclusive) or ``"8,12,16"`` to a sorted list of k >= 2."""
+    try:
+        if ":" in text:
+            parts = [int(p) for p in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop, step = (*parts, 1) if len(parts) == 2 else parts
+            if step < 1 or stop < start:
+                raise ValueError
+            ks = list(range(start, stop + 1, step))
+        else:
+            ks = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise ValueError(f"--k expects START:STOP[:STEP] (stop inclusive) or a list like 8,12,16; got {text!r}") from None
+    if not ks or ks[0] < 2:
+        raise ValueError(f"--k needs every k >= 2; got {text!r}")
+    return ks
+
+
+def init_centroids(sample: np.ndarray, k: int, *, seed: int, metric: str) -> np.ndarray:
+    """k-means++ with a few restarts on the sample (in memory: the sample is small)."""
+    km = KMeans(n_clusters=k, init="k-means++", n_init=3, random_state=seed, max_iter=100).fit(sample)
+    centroids = km.cluster_centers_
+    return normalize_rows(centroids) if metric == "cosine" else centroids
+
+
+def lloyd_block(z: np.ndarray, start: int, centroid_sets: list[np.ndarray]) -> dict:
+    return stats.lloyd_chunk(z.astype(np.float32, copy=False), [c.astype(np.float32) for c in centroid_sets])
+
+
+def lloyd_update(total: dict, centroid_sets: list[np.ndarray], metric: str) -> tuple[list[np.ndarray], float]:
+    """New centroids from one epoch's sums (an empty cluster keeps its centroid) and the largest
+    move relative to the data's scale."""
+    new_sets, shift = [], 0.0
+    for i, old in enumerate(centroid_sets):
+        counts = total[f"count{i}"]
+        new = np.where(counts[:, None] > 0, total[f"sum{i}"] / np.maximum(counts, 1)[:, None], old)
+        if metric == "cosine":
+            new = normalize_rows(new)
+        scale = np.sqrt(max(total[f"inertia{i}"], 1e-30) / max(counts.sum(), 1))
+        shift = max(shift, float(np.sqrt(((new - old) ** 2).sum(axis=1)).max() / scale))
+        new_sets.append(new)
+    return new_sets, shift

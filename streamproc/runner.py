@@ -1,0 +1,128 @@
+"""Run a function over every block of a stored array, on Dask: in-process threads by default, or
+an existing dask.distributed cluster (``--scheduler tcp://HOST:PORT``).
+
+Each task opens the array itself and reads its own rows, so raw vectors never travel between
+processes and are never persisted; only the small statistics each task returns do. Blocks are
+submitted in groups, so memory stays bounded by a group's results whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import dask
+import numpy as np
+import zarr
+
+from . import progress
+from .errors import StreamprocError
+from .stats import combine
+
+GROUP_BLOCKS = 16
+
+
+@lru_cache(maxsize=32)
+def _open(path: str) -> zarr.Array:
+    return zarr.open_array(path, mode="r")
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return "local"
+
+
+def _run_block(path: str, start: int, stop: int, fn: Callable, args: tuple, kwargs: dict):
+    block = _open(path)[start:stop]
+    return fn(block, start, *args, **kwargs), _worker_name()
+
+
+def _combine_results(*results):
+    return combine(*[value for value, _ in results]), {worker for _, worker in results}
+
+
+class Runner:
+    """Where passes run. ``scheduler`` is None (threads in this process) or a distributed address."""
+
+    def __init__(self, scheduler: str | None = None, *, threads: int | None = None):
+        self.scheduler = scheduler
+        self.threads = threads or os.cpu_count() or 1
+        self.workers_seen: set[str] = set()
+        self._client = None
+        if scheduler:
+            try:
+                from distributed import Client
+
+                self._client = Client(scheduler, timeout="10s", set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise StreamprocError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _compute(self, tasks: list):
+        if self._client is not None:
+            return self._client.gather(self._client.compute(tasks))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # Dask threads x BLAS threads <= cores
+            return dask.compute(tasks, scheduler="threads", num_workers=self.threads)[0]
+
+    def map_blocks(self, path: Path, ranges: list[tuple[int, int]], fn: Callable, *args,
+                   desc: str = "", **kwargs) -> Iterator[tuple[int, object]]:
+        """Yield ``(start, fn(block, start, *args, **kwargs))`` for each row range, in order."""
+        task = dask.delayed(_run_block, pure=False)
+        with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
+            for g in range(0, len(ranges), GROUP_BLOCKS):
+                group = ranges[g:g + GROUP_BLOCKS]
+                results = self._compute([task(str(path), a, b, fn, args, kwargs) for a, b in group])
+                for (a, b), (value, worker) in zip(group, results):
+                    self.workers_seen.add(worker)
+                    bar.update(b - a)
+                    yield a, value
+
+    def reduce_blocks(self, path: Path, ranges: list[tuple[int, int]], fn: Callable, *args,
+                      desc: str = "", **kwargs) -> dict:
+        """``combine`` of ``fn(block, start, ...)`` over all ranges (fn returns a statistics dict).
+
+        Each group of blocks is combined where it was computed (a tree on the cluster), so one small
+        result per group comes back.
+        """
+        task = dask.delayed(_run_block, pure=False)
+        group_total = dask.delayed(_combine_results, pure=True)
+        total = None
+        with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
+            for g in range(0, len(ranges), GROUP_BLOCKS):
+                group = ranges[g:g + GROUP_BLOCKS]
+                value, workers = self._compute([group_total(*[task(str(path), a, b, fn, args, kwargs)
+                                                              for a, b in group])])[0]
+                self.workers_seen |= workers
+                total = value if total is None else combine(total, value)
+                bar.update(group[-1][1] - group[0][0])
+        return total
+
+
+def block_ranges(rows: int, block_rows: int, start: int = 0) -> list[tuple[int, int]]:
+    return [(a, min(a + block_rows, rows)) for a in range(start, rows, block_rows)]
+
+
+def rows_per_block(chunk_rows: int, row_bytes: int, target_bytes: int = 16 * 2**20) -> int:
+    """Whole chunks adding up to about ``target_bytes`` (each chunk is decoded once)."""
+    return chunk_rows * max(1, target_bytes // max(chunk_rows * row_bytes, 1))
+
+
+def as_float32(block: np.ndarray) -> np.ndarray:
+    return block.astype(np.float32, copy=False)
