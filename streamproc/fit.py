@@ -50,6 +50,7 @@ class FitOptions:
     seed: int = 0
     sample: int = 20_000
     classifier: str = "softmax"
+    block_bytes: int = 16 * 2**20  # rows read per task: whole chunks adding up to about this
 
     def check(self) -> None:
         if self.solver not in SOLVERS:
@@ -148,7 +149,7 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     rows, dim = store.rows, store.dim
     vectors_path = store.path / "vectors"
     itemsize = np.dtype(store.manifest.dtype).itemsize
-    vector_ranges = block_ranges(rows, rows_per_block(store.manifest.chunk_rows, dim * itemsize))
+    vector_ranges = block_ranges(rows, rows_per_block(store.manifest.chunk_rows, dim * itemsize, options.block_bytes))
     sample_size = min(options.sample, rows)
 
     # pass 1: PCA statistics and a uniform sample
@@ -190,7 +191,7 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     sample_z = draft.reduce(sample)
 
     # pass 3: k-means for every k
-    reduced_ranges = block_ranges(rows, rows_per_block(reduced.chunks[0], draft.n_components * 4, 32 * 2**20))
+    reduced_ranges = block_ranges(rows, rows_per_block(reduced.chunks[0], draft.n_components * 4, 2 * options.block_bytes))
     centroid_sets = [kmeans.init_centroids(sample_z, k, seed=options.seed, metric=options.metric)
                      for k in options.ks]
     for epoch in range(options.epochs):

@@ -32,7 +32,8 @@ def combine(*parts: dict) -> dict:
 # ---- moments: mean and covariance (exact PCA) ------------------------------------------------
 def moments_chunk(block: np.ndarray, shift: np.ndarray) -> dict:
     """Count, sum and cross-product of ``block - shift`` (the shift keeps the sums well conditioned)."""
-    centred = block.astype(np.float32, copy=False) - shift.astype(np.float32)
+    dtype = np.float64 if block.dtype == np.float64 else np.float32  # float32 data: fast sgemm, float64 sums
+    centred = block.astype(dtype, copy=False) - shift.astype(dtype)
     return {"n": len(block), "sum": centred.sum(axis=0, dtype=np.float64),
             "cross": (centred.T @ centred).astype(np.float64)}
 

@@ -61,7 +61,7 @@ class Mixture:
         weights = 1.0 / np.arange(1, self.clusters + 1) ** 0.8
         weights = rng.permutation(weights / weights.sum())
         spread = min(self.spread_rank, self.dim)
-        scales = np.linspace(0.9, 0.15, spread) * self.separation
+        scales = np.linspace(1.8, 0.3, spread) * self.separation  # clusters overlap, as real topics do
         axes = [np.linalg.qr(rng.standard_normal((self.dim, spread)))[0] * scales for _ in range(self.clusters)]
         offset = rng.standard_normal(self.dim) * 0.5 * self.separation
         return means + offset, weights, np.stack(axes)
