@@ -225,7 +225,7 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     # pass 5: distance quantiles of the chosen k
     hist = runner.reduce_blocks(reduced_path, reduced_ranges, _histogram_block, centroids, upper, options.metric,
                                 desc="pass 5/5 quantiles")
-    mean_distance = total[f"dist{key}"] / np.maximum(counts, 1)
+    mean_distance = hist["distsum"] / np.maximum(counts, 1)  # to the centroid, in the model's metric
     model = replace(draft, centroids=centroids, quantiles=stats.quantiles_finalize(hist, upper, QUANTILES),
                     cluster_sizes=counts, cluster_mean_distance=mean_distance,
                     noise_variance=float(total[f"sqdist{key}"].sum() / max(rows * draft.n_components, 1)),

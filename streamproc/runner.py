@@ -25,8 +25,19 @@ GROUP_BLOCKS = 16
 
 
 @lru_cache(maxsize=32)
-def _open(path: str) -> zarr.Array:
+def _open(path: str, modified_ns: int) -> zarr.Array:
+    """An array opened once per process and version of its metadata (its shape grows with commits)."""
     return zarr.open_array(path, mode="r")
+
+
+def _read(path: str, start: int, stop: int) -> np.ndarray:
+    meta = Path(path) / "zarr.json"
+    block = _open(path, meta.stat().st_mtime_ns)[start:stop]
+    if len(block) != stop - start:
+        block = zarr.open_array(path, mode="r")[start:stop]
+        if len(block) != stop - start:
+            raise StreamprocError(f"{path}: rows [{start}, {stop}) are not all stored; is the store damaged?")
+    return block
 
 
 def _worker_name() -> str:
@@ -39,8 +50,7 @@ def _worker_name() -> str:
 
 
 def _run_block(path: str, start: int, stop: int, fn: Callable, args: tuple, kwargs: dict):
-    block = _open(path)[start:stop]
-    return fn(block, start, *args, **kwargs), _worker_name()
+    return fn(_read(path, start, stop), start, *args, **kwargs), _worker_name()
 
 
 def _combine_results(*results):

@@ -188,7 +188,7 @@ def histogram_chunk(distances: np.ndarray, labels: np.ndarray, upper: np.ndarray
     width = np.maximum(upper, 1e-12) / HISTOGRAM_BINS
     bins = np.minimum((distances / width[labels]).astype(np.int64), HISTOGRAM_BINS - 1)
     flat = np.bincount(labels * HISTOGRAM_BINS + bins, minlength=k * HISTOGRAM_BINS)
-    return {"hist": flat.reshape(k, HISTOGRAM_BINS)}
+    return {"hist": flat.reshape(k, HISTOGRAM_BINS), "distsum": np.bincount(labels, weights=distances, minlength=k)}
 
 
 def quantiles_finalize(stats: dict, upper: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:

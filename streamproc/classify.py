@@ -1,0 +1,132 @@
+"""``streamproc classify``: label every committed row past a model's watermark, exactly once.
+
+The run holds the store's lock throughout (a second run exits 75). Labels are staged past the
+watermark in ``models/<id>/{labels,distance,confidence,outlier}`` and committed together with the
+new watermark by one manifest replacement; a run killed at any point leaves the watermark where the
+last commit put it, and the next run labels from there.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .classifier import gaussian_posterior, logistic_proba
+from .errors import UsageError
+from .model import QUANTILES, Model
+from .models import load_model
+from .runner import Runner, block_ranges, rows_per_block
+from .stats import sq_distances
+from .store import StoreWriter, open_writer
+
+LABEL_COLUMNS = {"labels": "int32", "distance": "float32", "confidence": "float32", "outlier": "bool"}
+LABEL_CHUNK_ROWS = 65_536
+COMMIT_ROWS = 500_000  # commit at least this often, so a kill loses little work
+
+
+@dataclass
+class ClassifyResult:
+    model: str
+    labelled: int
+    seconds: float
+    outlier_rate: float | None
+    mean_distance: float | None
+    train_mean_distance: float
+    drift: bool
+    watermark: int
+    workers: list[str]
+
+    def to_dict(self) -> dict:
+        rate = self.labelled / self.seconds if self.seconds > 0 and self.labelled else 0.0
+        return {"model": self.model, "labelled": self.labelled, "rows_per_s": round(rate, 1),
+                "outlier_rate": self.outlier_rate, "mean_distance": self.mean_distance,
+                "train_mean_distance": self.train_mean_distance, "drift": self.drift,
+                "watermark": self.watermark, "seconds": round(self.seconds, 3), "workers": self.workers}
+
+
+def label_block(block: np.ndarray, start: int, model: Model, quantile_index: int) -> dict:
+    """Label, distance, confidence and outlier flag of each row of a block of vectors."""
+    z = model.reduce(block)
+    sq = sq_distances(z, model.centroids.astype(np.float32))
+    distances = sq / 2.0 if model.metric == "cosine" else np.sqrt(sq)
+    if model.logistic_coef is not None:
+        proba = logistic_proba(distances, model.logistic_coef, model.logistic_intercept)
+        labels = proba.argmax(axis=1)
+    else:
+        labels = sq.argmin(axis=1)
+        proba = gaussian_posterior(sq, model.cluster_sizes, model.noise_variance)
+    rows = np.arange(len(z))
+    distance = distances[rows, labels]
+    return {"labels": labels.astype(np.int32), "distance": distance.astype(np.float32),
+            "confidence": proba[rows, labels].astype(np.float32),
+            "outlier": distance > model.quantiles[labels, quantile_index]}
+
+
+def train_mean_distance(model: Model) -> float:
+    sizes = model.cluster_sizes.astype(np.float64)
+    return float((model.cluster_mean_distance * sizes).sum() / max(sizes.sum(), 1))
+
+
+def is_drift(*, outlier_rate: float, mean_distance: float, train_mean: float, n: int, quantile: float,
+             threshold: float) -> bool:
+    """Drift: the mean distance departs from training by more than ``threshold`` (relative), or more
+    rows are outliers than the quantile allows, beyond ``threshold`` and three binomial standard errors."""
+    expected = 1.0 - quantile
+    noise = 3.0 * math.sqrt(expected * quantile / max(n, 1))
+    departs = abs(mean_distance / train_mean - 1.0) > threshold if train_mean > 0 else mean_distance > 0
+    return bool(departs or outlier_rate > expected * (1.0 + threshold) + noise)
+
+
+def classify(store_path: str | os.PathLike, model_id: str | None = None, *, outlier_quantile: float = 0.99,
+             drift_threshold: float = 0.25, scheduler: str | None = None, wait: float = 0.0,
+             block_bytes: int = 16 * 2**20) -> ClassifyResult:
+    if outlier_quantile not in QUANTILES:
+        raise UsageError(f"--outlier-quantile must be one of {', '.join(map(str, QUANTILES))}")
+    began = time.perf_counter()
+    with open_writer(store_path, wait=wait) as writer:
+        model = load_model(writer, model_id)
+        start = int(writer.manifest.models[model.id].get("watermark", 0))
+        stop = writer.rows
+        train_mean = train_mean_distance(model)
+        if start >= stop:
+            return ClassifyResult(model.id, 0, time.perf_counter() - began, None, None, train_mean, False, start, [])
+        _ensure_label_arrays(writer, model.id, start)
+        qi = QUANTILES.index(outlier_quantile)
+        ranges = block_ranges(stop, rows_per_block(writer.manifest.chunk_rows,
+                                                   writer.dim * np.dtype(writer.manifest.dtype).itemsize, block_bytes),
+                              start=start)
+        outliers, distance_sum, committed = 0, 0.0, start
+        with Runner(scheduler) as runner:
+            for row, result in runner.map_blocks(writer.path / "vectors", ranges, label_block, model, qi,
+                                                 desc=f"classify {model.id}"):
+                for name in LABEL_COLUMNS:
+                    writer.stage(f"models/{model.id}/{name}", row, result[name])
+                outliers += int(result["outlier"].sum())
+                distance_sum += float(result["distance"].astype(np.float64).sum())
+                end = row + len(result["labels"])
+                if end - committed >= COMMIT_ROWS or end == stop:
+                    _commit_watermark(writer, model.id, end)
+                    committed = end
+            workers = sorted(runner.workers_seen)
+    n = stop - start
+    rate, mean = outliers / n, distance_sum / n
+    drift = is_drift(outlier_rate=rate, mean_distance=mean, train_mean=train_mean, n=n, quantile=outlier_quantile,
+                     threshold=drift_threshold)
+    return ClassifyResult(model.id, n, time.perf_counter() - began, rate, mean, train_mean, drift, stop, workers)
+
+
+def _ensure_label_arrays(writer: StoreWriter, model_id: str, length: int) -> None:
+    for name, dtype in LABEL_COLUMNS.items():
+        path = f"models/{model_id}/{name}"
+        if not (writer.path / path / "zarr.json").exists():
+            writer.create_column(path, length=length, chunk_rows=LABEL_CHUNK_ROWS, dtype=dtype)
+
+
+def _commit_watermark(writer: StoreWriter, model_id: str, watermark: int) -> None:
+    manifest = writer.manifest
+    models = {**manifest.models, model_id: {**manifest.models[model_id], "watermark": watermark}}
+    writer.commit(replace(manifest, models=models))

@@ -1,0 +1,64 @@
+"""Commands that label rows and hand labels on: ``classify``, ``export``."""
+
+from __future__ import annotations
+
+import click
+
+from .classify import classify
+from .cli import Report, main, reporting, wait_option
+from .cli_model import scheduler_option
+from .export import export_labels
+from .model import QUANTILES
+
+
+@main.command(name="classify")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--model", "model_id", help="Model id (default: the store's current model).")
+@click.option("--outlier-quantile", type=click.Choice([str(q) for q in QUANTILES]), default="0.99",
+              show_default=True, help="A row is an outlier when its distance exceeds this training quantile "
+                                      "of its cluster.")
+@click.option("--drift-threshold", type=float, default=0.25, show_default=True,
+              help="Report drift when this run's mean distance departs from training by more than this "
+                   "fraction, or its outlier rate exceeds the expected rate by it (beyond sampling noise).")
+@scheduler_option
+@wait_option
+@reporting
+def classify_command(store, model_id, outlier_quantile, drift_threshold, scheduler, wait):
+    """Label every row of STORE that the model has not labelled yet, exactly once.
+
+    Made for cron: nothing new exits 0 at once; another run holding the store exits 75; a run killed
+    at any point is finished by the next. Labels are kept per model.
+
+    \b
+    Examples:
+      streamproc classify store
+      */5 * * * *  streamproc ingest store inbox/ --min-age 60 -q; streamproc classify store --json >> labels.log
+    """
+    result = classify(store, model_id, outlier_quantile=float(outlier_quantile), drift_threshold=drift_threshold,
+                      scheduler=scheduler, wait=wait)
+    data = result.to_dict()
+    if result.labelled == 0:
+        text = f"0 new rows (model {result.model}, labelled up to row {result.watermark:,})"
+    else:
+        text = (f"labelled {result.labelled:,} rows with model {result.model} at {data['rows_per_s']:,.0f} rows/s; "
+                f"outliers {result.outlier_rate:.2%}, mean distance {result.mean_distance:.4g} "
+                f"(training {result.train_mean_distance:.4g}){'; DRIFT' if result.drift else ''}")
+    return Report(data, text)
+
+
+@main.command(name="export")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="FILE.parquet or FILE.csv")
+@click.option("--model", "model_id", help="Model id (default: the store's current model).")
+@click.option("--since-batch", help="Only rows of batches after this batch id (exclusive).")
+@reporting
+def export_command(store, output, model_id, since_batch):
+    """Write the labelled rows of STORE to a Parquet or CSV file (columns model, id, row, batch, label,
+    distance, confidence, outlier). Streams in bounded memory; the file appears complete or not at all.
+
+    \b
+    Example:
+      streamproc export store -o labels.parquet --since-batch b000041
+    """
+    data = export_labels(store, output, model_id=model_id, since_batch=since_batch)
+    return Report(data, f"wrote {data['rows']:,} labelled rows of model {data['model']} to {data['output']}")
