@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .model import normalize_rows
+from .model import gaussian_posterior, normalize_rows
 from .stats import sq_distances
 
 
@@ -92,20 +92,3 @@ class CentroidClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         return gaussian_posterior(self._squared(X), self.class_count_, self.variance_)
-
-
-def gaussian_posterior(sq: np.ndarray, counts: np.ndarray, variance: float) -> np.ndarray:
-    """Posterior class probabilities from squared distances (shared isotropic variance, class priors)."""
-    log_prior = np.log(np.maximum(np.asarray(counts, dtype=np.float64), 1e-12))
-    logits = log_prior[None, :] - sq / (2.0 * max(variance, 1e-12))
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def logistic_proba(distances: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
-    """Softmax of the multinomial logistic regression learned on the distance vector at fit time."""
-    logits = distances @ coef.T + intercept
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    return p / p.sum(axis=1, keepdims=True)

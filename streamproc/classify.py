@@ -15,9 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .classifier import gaussian_posterior, logistic_proba
 from .errors import UsageError
-from .model import QUANTILES, Model
+from .model import QUANTILES, Model, gaussian_posterior, logistic_proba
 from .models import load_model
 from .runner import Runner, block_ranges, rows_per_block
 from .stats import sq_distances

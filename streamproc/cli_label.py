@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .classify import classify
+from .choices import QUANTILES
 from .cli import Report, main, reporting, wait_option
 from .cli_model import scheduler_option
-from .export import export_labels
-from .model import QUANTILES
 
 
 @main.command(name="classify")
@@ -34,6 +32,8 @@ def classify_command(store, model_id, outlier_quantile, drift_threshold, schedul
       streamproc classify store
       */5 * * * *  streamproc ingest store inbox/ --min-age 60 -q; streamproc classify store --json >> labels.log
     """
+    from .classify import classify
+
     result = classify(store, model_id, outlier_quantile=float(outlier_quantile), drift_threshold=drift_threshold,
                       scheduler=scheduler, wait=wait)
     data = result.to_dict()
@@ -60,5 +60,7 @@ def export_command(store, output, model_id, since_batch):
     Example:
       streamproc export store -o labels.parquet --since-batch b000041
     """
+    from .export import export_labels
+
     data = export_labels(store, output, model_id=model_id, since_batch=since_batch)
     return Report(data, f"wrote {data['rows']:,} labelled rows of model {data['model']} to {data['output']}")

@@ -5,11 +5,8 @@ from __future__ import annotations
 import click
 
 from .cli import Report, main, reporting, wait_option
+from .choices import DEFAULT_K, METRICS, PCA_SOLVERS, SCALINGS
 from .errors import UsageError
-from .fit import DEFAULT_K, METRICS, SCALINGS, FitOptions, fit
-from .kmeans import parse_k_range
-from .models import activate_model, list_models
-from .pca import SOLVERS
 
 
 def scheduler_option(fn):
@@ -25,7 +22,7 @@ def scheduler_option(fn):
 @click.option("--variance", type=float, default=0.95, show_default=True,
               help="Keep the fewest PCA components explaining this fraction of the variance.")
 @click.option("--components", type=click.IntRange(min=1), help="Keep exactly this many PCA components instead.")
-@click.option("--pca-solver", type=click.Choice(SOLVERS), default="covariance", show_default=True,
+@click.option("--pca-solver", type=click.Choice(PCA_SOLVERS), default="covariance", show_default=True,
               help="covariance: exact, one pass, parallel; incremental: scikit-learn's IncrementalPCA.")
 @click.option("--scale", "scaling", type=click.Choice(SCALINGS), default="none", show_default=True,
               help="Scaling of the PCA components before clustering (whiten = unit variance each).")
@@ -59,6 +56,9 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
       streamproc fit store --k 8:32:4 --metric cosine --activate
       streamproc fit store --scheduler tcp://10.0.0.5:8786
     """
+    from .fit import FitOptions, fit
+    from .kmeans import parse_k_range
+
     try:
         ks = parse_k_range(k_range)
     except ValueError as exc:
@@ -114,6 +114,8 @@ def models_list(store):
     Example:
       streamproc models store
     """
+    from .models import list_models
+
     data = list_models(store)
     lines = []
     for m in data["models"]:
@@ -135,5 +137,7 @@ def models_activate(store, model_id, wait):
     Example:
       streamproc models activate store m20261122-081500-ab12
     """
+    from .models import activate_model
+
     activate_model(store, model_id, wait=wait)
     return Report({"current_model": model_id}, f"current model: {model_id}")

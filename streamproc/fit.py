@@ -27,13 +27,11 @@ from . import kmeans, progress, stats
 from .errors import StoreError, UsageError
 from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
-from .pca import SOLVERS, StreamingPCA
+from .pca import SOLVERS, StreamingPCA  # noqa: F401
 from .runner import Runner, block_ranges, rows_per_block
 from .store import Store, open_writer
 
-SCALINGS = ("none", "global", "whiten")
-METRICS = ("euclidean", "cosine")
-DEFAULT_K = "4:32:4"
+from .choices import DEFAULT_K, METRICS, SCALINGS
 
 
 @dataclass

@@ -18,7 +18,8 @@ from . import __version__
 from .errors import ModelError
 from .stats import sq_distances
 
-QUANTILES = (0.90, 0.95, 0.99, 0.999)
+from .choices import QUANTILES
+
 ARRAYS = ("pca_mean", "pca_components", "spectrum", "scale", "centroids", "quantiles", "cluster_sizes",
           "cluster_mean_distance", "logistic_coef", "logistic_intercept")
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "model.schema.json"
@@ -139,6 +140,23 @@ class Model:
 def normalize_rows(z: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(z, axis=1, keepdims=True)
     return z / np.maximum(norms, 1e-12)
+
+
+def gaussian_posterior(sq: np.ndarray, counts: np.ndarray, variance: float) -> np.ndarray:
+    """Posterior class probabilities from squared distances (shared isotropic variance, class priors)."""
+    log_prior = np.log(np.maximum(np.asarray(counts, dtype=np.float64), 1e-12))
+    logits = log_prior[None, :] - sq / (2.0 * max(variance, 1e-12))
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def logistic_proba(distances: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """Softmax of the multinomial logistic regression learned on the distance vector at fit time."""
+    logits = distances @ coef.T + intercept
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def load_schema() -> dict:

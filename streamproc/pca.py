@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import stats
 
-SOLVERS = ("covariance", "incremental")
+from .choices import PCA_SOLVERS as SOLVERS
 
 
 def components_for_variance(ratios: np.ndarray, variance: float) -> int:

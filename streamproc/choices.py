@@ -1,0 +1,7 @@
+"""The choices commands offer, in one light module (the CLI imports it without the heavy libraries)."""
+
+PCA_SOLVERS = ("covariance", "incremental")
+SCALINGS = ("none", "global", "whiten")
+METRICS = ("euclidean", "cosine")
+DEFAULT_K = "4:32:4"
+QUANTILES = (0.90, 0.95, 0.99, 0.999)

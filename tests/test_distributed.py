@@ -1,0 +1,95 @@
+"""fit and classify on a real dask.distributed cluster: a scheduler and two workers as processes."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from streamproc.classify import classify
+from streamproc.fit import FitOptions, fit
+from streamproc.ingest import ingest
+from streamproc.synth import Mixture
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("dask-logs")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0", "--no-show"],
+                              stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT, env=env)]
+    for i in range(2):
+        procs.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--memory-limit", "2GB",
+                                       "--name", f"w{i}", "--no-dashboard"],
+                                      stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT, env=env))
+    from distributed import Client
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            with Client(address, timeout="2s") as client:
+                if len(client.scheduler_info()["workers"]) == 2:
+                    break
+        except OSError:
+            pass
+        assert time.time() < deadline, (logs / "worker0.log").read_text()
+        time.sleep(0.5)
+    yield address
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dist")
+    mix = Mixture(dim=32, clusters=5, rank=10, spread_rank=4, seed=11)
+    for i in range(4):
+        np.save(tmp / f"b{i}.npy", mix.batch(i, 5000)[0])
+    ingest(tmp / "store", sorted(tmp.glob("b*.npy")), chunk_rows=500)
+    return tmp / "store"
+
+
+OPTIONS = dict(ks=[3, 5, 7], sample=3000, block_bytes=500 * 32 * 4)  # one chunk per task: 40 tasks a pass
+
+
+def test_fit_on_cluster_uses_both_workers_and_matches_local(cluster, store):
+    remote = fit(store, FitOptions(**OPTIONS), scheduler=cluster)
+    local = fit(store, FitOptions(**OPTIONS))
+    assert len(remote.workers) == 2 and all(w.startswith("tcp://127.0.0.1") for w in remote.workers)
+    assert local.workers == ["local"]
+    a, b = remote.model, local.model
+    assert a.k == b.k and a.n_components == b.n_components
+    np.testing.assert_allclose(np.abs(a.pca_components), np.abs(b.pca_components), atol=1e-5)
+    np.testing.assert_allclose(a.centroids, b.centroids, atol=1e-4)
+
+
+def test_classify_on_cluster_labels_exactly_once_like_local(cluster, store):
+    from streamproc.models import load_model
+
+    model = load_model(store)
+    result = classify(store, scheduler=cluster, block_bytes=OPTIONS["block_bytes"])
+    assert result.labelled == 20_000 and len(result.workers) == 2
+    again = classify(store, scheduler=cluster)
+    assert again.labelled == 0
+    labels = zarr.open_array(store / "models" / model.id / "labels", mode="r")[:]
+    x = zarr.open_array(store / "vectors", mode="r")[:]
+    expected = model.distances(model.reduce(x)).argmin(axis=1)
+    np.testing.assert_array_equal(labels, expected)
