@@ -47,16 +47,14 @@ def committed_lengths(manifest: Manifest) -> dict[str, int]:
     lengths = {"vectors": manifest.rows}
     lengths.update({name: manifest.rows for name in manifest.columns})
     for model_id, info in manifest.models.items():
-        for name, length_key in (("labels", "watermark"), ("projection", "projection_watermark")):
-            for array in LABEL_ARRAYS.get(name, (name,)):
-                lengths[f"models/{model_id}/{array}"] = int(info.get(length_key, 0))
+        for array in LABEL_ARRAYS:
+            lengths[f"models/{model_id}/{array}"] = int(info.get("watermark", 0))
+        if info.get("projection"):
+            lengths[f"models/{model_id}/{info['projection']['array']}"] = int(info.get("projection_watermark", 0))
     return lengths
 
 
-LABEL_ARRAYS = {
-    "labels": ("labels", "distance", "confidence", "outlier"),
-    "projection": ("projection",),
-}
+LABEL_ARRAYS = ("labels", "distance", "confidence", "outlier")
 
 
 class Store:

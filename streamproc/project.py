@@ -1,0 +1,177 @@
+"""``streamproc project``: a 2-D map of every row, per model, kept up to date incrementally.
+
+* ``umap``: umap-learn (pynndescent neighbours) is fitted on a uniform sample of the model's reduced
+  rows; every row is then placed at the distance-weighted mean of the 2-D positions of its 15
+  nearest sample points, found with a numpy IVF index (:mod:`streamproc.neighbours`).
+* ``pca``: the first two reduced components; instant.
+
+The sample's reduced vectors and 2-D positions are stored with the model, so later runs place new
+rows without refitting. Positions are committed like labels: staged past the projection watermark,
+then watermark and positions in one manifest commit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import zarr
+
+from . import progress, stats
+from .errors import UsageError
+from .model import Model
+from .models import load_model
+from .neighbours import IVFIndex, place
+from .runner import Runner, block_ranges, rows_per_block
+from .store import Store, open_writer
+
+METHODS = ("umap", "pca")
+
+
+@dataclass
+class ProjectResult:
+    model: str
+    method: str
+    projected: int
+    seconds: float
+    fit_seconds: float
+    watermark: int
+
+    def to_dict(self) -> dict:
+        rate = self.projected / max(self.seconds - self.fit_seconds, 1e-9) if self.projected else 0.0
+        return {"model": self.model, "method": self.method, "projected": self.projected,
+                "rows_per_s": round(rate, 1), "fit_seconds": round(self.fit_seconds, 3),
+                "seconds": round(self.seconds, 3), "watermark": self.watermark}
+
+
+@dataclass
+class Projection:
+    """How rows are placed: the method, and for umap the sample (reduced) and its 2-D positions."""
+
+    method: str
+    sample_z: np.ndarray | None = None
+    sample_xy: np.ndarray | None = None
+    seed: int = 0
+    index: IVFIndex | None = None
+
+    def place(self, z: np.ndarray) -> np.ndarray:
+        if self.method == "pca":
+            xy = z[:, :2] if z.shape[1] >= 2 else np.c_[z[:, 0], np.zeros(len(z))]
+            return np.ascontiguousarray(xy, dtype=np.float32)
+        if self.index is None:  # built on first use: a run with nothing to place skips it
+            self.index = IVFIndex.build(self.sample_z, seed=self.seed)
+        return place(self.index, self.sample_xy, z)
+
+
+def project_block(block: np.ndarray, start: int, model: Model, projection: Projection) -> np.ndarray:
+    return projection.place(model.reduce(block))
+
+
+def _sample_block(z, start, size, total_rows, seed):
+    return stats.sample_chunk(z, start, size=size, total_rows=total_rows, seed=seed)
+
+
+def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed: int,
+                   runner: Runner) -> Projection:
+    """Fit the map on a uniform sample of the model's reduced training rows (no lock needed)."""
+    if method == "pca":
+        return Projection("pca")
+    reduced = store.path / "models" / model.id / "reduced"
+    rows = model.fit_rows[1]
+    chunk = zarr.open_array(reduced, mode="r").chunks[0]
+    total = runner.reduce_blocks(reduced, block_ranges(rows, rows_per_block(chunk, model.n_components * 4)),
+                                 _sample_block, min(sample, rows), rows, seed, desc="project: sample")
+    sample_z = stats.sample_finalize(total).astype(np.float32)
+    if len(sample_z) < 16:
+        raise UsageError(f"--method umap needs at least 16 rows to fit on, the model has {len(sample_z)}")
+    progress.message(f"fitting UMAP on {len(sample_z):,} sample rows ...")
+    import warnings
+
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed,
+                            metric="cosine" if model.metric == "cosine" else "euclidean").fit(sample_z)
+    return Projection("umap", sample_z, reducer.embedding_.astype(np.float32), seed)
+
+
+def load_projection(store: Store, model_id: str) -> Projection | None:
+    meta = store.manifest.models[model_id].get("projection")
+    if not meta:
+        return None
+    if meta["method"] == "pca":
+        return Projection("pca")
+    base = store.path / "models" / model_id / meta["array"]
+    sample_z = zarr.open_array(base.with_name(base.name + "-sample"), mode="r")[:]
+    sample_xy = zarr.open_array(base.with_name(base.name + "-sample-xy"), mode="r")[:]
+    return Projection("umap", sample_z, sample_xy, int(meta.get("seed", 0)))
+
+
+def _remove_generation(path) -> None:
+    import shutil
+
+    for suffix in ("", "-sample", "-sample-xy"):
+        shutil.rmtree(path.with_name(path.name + suffix), ignore_errors=True)
+
+
+def projection_path(store: Store, model_id: str) -> str | None:
+    """The committed projection array of a model (relative to the store), or None."""
+    meta = store.manifest.models[model_id].get("projection")
+    return f"models/{model_id}/{meta['array']}" if meta else None
+
+
+def project(store_path: str | os.PathLike, model_id: str | None = None, *, method: str | None = None,
+            sample: int = 50_000, seed: int = 0, scheduler: str | None = None, wait: float = 0.0,
+            block_bytes: int = 16 * 2**20) -> ProjectResult:
+    """Place every row not yet placed for the model (all rows when the method changes)."""
+    began = time.perf_counter()
+    store = Store.open(store_path)
+    model = load_model(store, model_id)
+    existing = store.manifest.models[model.id].get("projection")
+    method = method or (existing or {}).get("method", "umap")
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    fit_seconds = 0.0
+    with Runner(scheduler) as runner:
+        refit = existing is None or existing["method"] != method
+        if refit:
+            t = time.perf_counter()
+            projection = fit_projection(store, model, method=method, sample=sample, seed=seed, runner=runner)
+            fit_seconds = time.perf_counter() - t
+        with open_writer(store_path, wait=wait) as writer:
+            entry = writer.manifest.models[model.id]
+            if not refit and entry.get("projection") != existing:
+                refit = True  # another run changed the method meanwhile: start over with ours
+                projection = fit_projection(writer, model, method=method, sample=sample, seed=seed, runner=runner)
+            if not refit:
+                projection = load_projection(writer, model.id)
+            start = 0 if refit else int(entry.get("projection_watermark", 0))
+            stop = writer.rows
+            if refit:  # a new generation of arrays: the committed projection stays intact until the commit
+                array = f"projection-{method}-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
+                meta = {"method": method, "array": array, "seed": seed,
+                        "sample": 0 if projection.sample_z is None else len(projection.sample_z)}
+            else:
+                meta = entry["projection"]
+            path = f"models/{model.id}/{meta['array']}"
+            if refit:
+                writer.create_column(path, length=0, chunk_rows=65_536, dtype="float32", width=2)
+                if projection.sample_z is not None:
+                    for suffix, value in (("-sample", projection.sample_z), ("-sample-xy", projection.sample_xy)):
+                        zarr.create_array(writer.path / (path + suffix), data=value, chunks=value.shape, overwrite=True)
+                        writer.fsync_tree(writer.path / (path + suffix))
+            ranges = block_ranges(stop, rows_per_block(writer.manifest.chunk_rows,
+                                                       writer.dim * np.dtype(writer.manifest.dtype).itemsize,
+                                                       block_bytes), start=start)
+            for row, xy in runner.map_blocks(writer.path / "vectors", ranges, project_block, model, projection,
+                                             desc=f"project {model.id}"):
+                writer.stage(path, row, xy)
+            models = {**writer.manifest.models,
+                      model.id: {**entry, "projection": meta, "projection_watermark": stop}}
+            writer.commit(replace(writer.manifest, models=models))
+            if refit and existing:
+                _remove_generation(writer.path / "models" / model.id / existing["array"])
+    return ProjectResult(model.id, method, stop - start, time.perf_counter() - began, fit_seconds, stop)

@@ -1,0 +1,140 @@
+"""``streamproc report``: one self-contained HTML page about a model's clusters."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from html import escape
+from pathlib import Path
+
+import numpy as np
+
+from . import progress
+from .errors import StreamprocError
+from .keywords import KeywordCounter
+from .models import load_model
+from .render import bring_up_to_date, category_colors, render_image, _check_writable
+from .store import Store
+from .svg import bars, lines
+
+REPRESENTATIVES = 5
+BLOCK_ROWS = 262_144
+
+
+def cluster_summary(store: Store, model, rows: int, *, lang: str) -> dict:
+    """One pass over labels (and texts): sizes, mean distance, outliers, nearest rows, keywords."""
+    k = model.k
+    base = f"models/{model.id}"
+    sizes, dist_sum, outliers = np.zeros(k, np.int64), np.zeros(k), np.zeros(k, np.int64)
+    best_d = np.full((k, REPRESENTATIVES), np.inf)
+    best_row = np.full((k, REPRESENTATIVES), -1, np.int64)
+    keywords = KeywordCounter(k, lang) if store.has_column("texts") else None
+    with progress.bar(rows, "report") as bar:
+        for a in range(0, rows, BLOCK_ROWS):
+            b = min(a + BLOCK_ROWS, rows)
+            labels = store.read(f"{base}/labels", a, b).astype(np.int64)
+            distance = store.read(f"{base}/distance", a, b).astype(np.float64)
+            sizes += np.bincount(labels, minlength=k)
+            dist_sum += np.bincount(labels, weights=distance, minlength=k)
+            outliers += np.bincount(labels, weights=store.read(f"{base}/outlier", a, b), minlength=k).astype(np.int64)
+            for c in np.unique(labels):
+                mine = np.flatnonzero(labels == c)
+                d = np.concatenate([best_d[c], distance[mine]])
+                r = np.concatenate([best_row[c], mine + a])
+                keep = np.argsort(d, kind="stable")[:REPRESENTATIVES]
+                best_d[c], best_row[c] = d[keep], r[keep]
+            if keywords is not None:
+                keywords.update(store.read("texts", a, b).tolist(), labels.tolist())
+            bar.update(b - a)
+    reps = [[_row_view(store, int(r), float(d)) for r, d in zip(rs, ds) if r >= 0] for rs, ds in zip(best_row, best_d)]
+    return {"sizes": sizes, "mean_distance": dist_sum / np.maximum(sizes, 1), "outliers": outliers,
+            "representatives": reps, "keywords": keywords.top(10) if keywords else None}
+
+
+def _row_view(store: Store, row: int, distance: float) -> dict:
+    view = {"row": row, "distance": distance}
+    for column in ("ids", "texts"):
+        if store.has_column(column):
+            view[column[:-1]] = str(store.read(column, row, row + 1)[0])
+    return view
+
+
+def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, model_id: str | None = None,
+                 lang: str = "en", wait: float = 0.0) -> dict:
+    output = Path(output)
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise StreamprocError(f"-o {output}: expected an .html file name")
+    _check_writable(output)
+    bring_up_to_date(store_path, model_id, wait=wait)
+    store = Store.open(store_path)
+    model = load_model(store, model_id)
+    entry = store.manifest.models[model.id]
+    rows = min(int(entry["watermark"]), int(entry.get("projection_watermark", 0)))
+    page, _ = render_image(store, model.id, width=1100, height=760, color="cluster")
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    summary = cluster_summary(store, model, rows, lang=lang)
+    html = _html(store, model, rows, base64.b64encode(buffer.getvalue()).decode(), summary)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, output)
+    return {"output": str(output), "model": model.id, "rows": rows, "k": model.k,
+            "keywords": summary["keywords"] is not None}
+
+
+def _html(store, model, rows, png64, s) -> str:
+    k = model.k
+    colors = category_colors(k)
+    ks = [sc["k"] for sc in model.scores]
+    spectrum = np.cumsum(model.spectrum) / model.total_variance
+    shown = min(len(spectrum), max(model.n_components * 2, 10))
+    charts = [
+        bars("Cluster sizes", [str(c) for c in range(k)], s["sizes"].tolist(), colors, x_label="cluster",
+             y_label="rows"),
+        lines("Davies-Bouldin against k (lower is better)", ks, {"Davies-Bouldin": [sc["davies_bouldin"] for sc in model.scores]},
+              x_label="k", y_label="Davies-Bouldin", mark_x=k),
+        lines("Calinski-Harabasz against k (higher is better)", ks,
+              {"Calinski-Harabasz": [sc["calinski_harabasz"] for sc in model.scores]}, x_label="k",
+              y_label="Calinski-Harabasz", mark_x=k),
+        lines("Explained variance against components", list(range(1, shown + 1)),
+              {"cumulative explained variance": spectrum[:shown].tolist()}, x_label="components",
+              y_label="fraction of variance", mark_x=model.n_components),
+    ]
+    table = "".join(_cluster_row(c, colors[c], s) for c in range(k))
+    keyword_head = "<th>keywords</th>" if s["keywords"] is not None else ""
+    no_texts = "" if s["keywords"] is not None else (
+        '<p class="note">No texts were ingested with this store, so there are no keywords '
+        '(ingest with <code>--text-column</code> to get them).</p>')
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>streamproc report: {escape(model.id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1160px; color: #1f2933; }}
+h1 {{ font-size: 1.5em; }} h2 {{ margin-top: 2em; border-bottom: 1px solid #d9dee3; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1em; }} table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ border-bottom: 1px solid #e4e7eb; padding: .4em; vertical-align: top; text-align: left; }}
+.swatch {{ display: inline-block; width: 1em; height: 1em; border-radius: 2px; }}
+.rep {{ font-size: .9em; color: #3e4c59; }} .note {{ color: #52606d; }} code {{ background: #f0f4f8; }}
+</style></head><body>
+<h1>streamproc report — model <code>{escape(model.id)}</code></h1>
+<p>{rows:,} rows of {store.dim}-d vectors · k = {k} · {model.n_components} PCA components
+({model.explained_variance:.1%} of the variance) · scaling {escape(model.scaling)} · metric {escape(model.metric)}</p>
+<section id="map"><h2>Map</h2><img alt="map of every row, coloured by cluster" src="data:image/png;base64,{png64}"></section>
+<section id="charts"><h2>Model selection and clusters</h2><div class="charts">{''.join(charts)}</div></section>
+<section id="clusters"><h2>Clusters</h2>{no_texts}
+<table><thead><tr><th>cluster</th><th>size</th><th>mean distance</th><th>outliers</th>
+<th>representative rows (nearest the centroid)</th>{keyword_head}</tr></thead><tbody>{table}</tbody></table></section>
+</body></html>
+"""
+
+
+def _cluster_row(c: int, color: str, s: dict) -> str:
+    reps = "<br>".join(
+        escape(" · ".join(x for x in (f"row {r['row']}", r.get("id", ""), r.get("text", "")[:160]) if x))
+        for r in s["representatives"][c])
+    keywords = ""
+    if s["keywords"] is not None:
+        keywords = f"<td>{escape(', '.join(term for term, _ in s['keywords'][c]))}</td>"
+    return (f'<tr id="cluster-{c}"><td><span class="swatch" style="background:{color}"></span> {c}</td>'
+            f'<td>{int(s["sizes"][c]):,}</td><td>{s["mean_distance"][c]:.4g}</td><td>{int(s["outliers"][c]):,}</td>'
+            f'<td class="rep">{reps}</td>{keywords}</tr>')

@@ -1,0 +1,65 @@
+"""Small inline SVG charts for the HTML report (no plotting library, crisp at any zoom)."""
+
+from __future__ import annotations
+
+from html import escape
+
+WIDTH, HEIGHT, PAD = 560, 260, 46
+
+
+def _frame(title: str, body: str, x_label: str, y_label: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">'
+            f'<text x="{WIDTH / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{escape(title)}</text>'
+            f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - 12}" y2="{HEIGHT - PAD}" stroke="#888"/>'
+            f'<line x1="{PAD}" y1="28" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#888"/>'
+            f'<text x="{WIDTH / 2}" y="{HEIGHT - 8}" text-anchor="middle">{escape(x_label)}</text>'
+            f'<text x="12" y="{HEIGHT / 2}" text-anchor="middle" transform="rotate(-90 12 {HEIGHT / 2})">'
+            f'{escape(y_label)}</text>{body}</svg>')
+
+
+def _scale(values, lo_px, hi_px):
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return lambda v: lo_px + (v - lo) / span * (hi_px - lo_px), lo, hi
+
+
+def bars(title: str, labels: list[str], values: list[float], colors: list[str], *, x_label="", y_label="") -> str:
+    n = max(len(values), 1)
+    top = max(values) if values else 1
+    step = (WIDTH - PAD - 16) / n
+    body = []
+    for i, (label, value, color) in enumerate(zip(labels, values, colors)):
+        h = (HEIGHT - PAD - 30) * value / (top or 1)
+        x = PAD + 2 + i * step
+        body.append(f'<rect x="{x:.1f}" y="{HEIGHT - PAD - h:.1f}" width="{max(step - 2, 1):.1f}" height="{h:.1f}" '
+                    f'fill="{color}"><title>{escape(label)}: {value:,.0f}</title></rect>')
+        if n <= 40:
+            body.append(f'<text x="{x + step / 2:.1f}" y="{HEIGHT - PAD + 13}" text-anchor="middle">{escape(label)}</text>')
+    body.append(f'<text x="{PAD - 4}" y="34" text-anchor="end">{top:,.0f}</text>')
+    return _frame(title, "".join(body), x_label, y_label)
+
+
+def lines(title: str, xs: list[float], series: dict[str, list[float | None]], *, x_label="", y_label="",
+          mark_x: float | None = None) -> str:
+    colors = ["#1f77b4", "#d62728", "#2ca02c"]
+    sx, x_lo, x_hi = _scale(xs, PAD + 8, WIDTH - 20)
+    body = []
+    for (name, ys), color in zip(series.items(), colors):
+        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        if not pts:
+            continue
+        sy, y_lo, y_hi = _scale([y for _, y in pts], HEIGHT - PAD - 6, 34)
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+        body.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        body.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"><title>{name} at {x:g}: {y:.4g}'
+                    f'</title></circle>' for x, y in pts)
+        legend_y = 30 + 14 * list(series).index(name)
+        body.append(f'<text x="{WIDTH - 16}" y="{legend_y}" text-anchor="end" fill="{color}">{escape(name)} '
+                    f'({y_lo:.3g} to {y_hi:.3g})</text>')
+    for x in (xs[0], xs[-1]):
+        body.append(f'<text x="{sx(x):.1f}" y="{HEIGHT - PAD + 13}" text-anchor="middle">{x:g}</text>')
+    if mark_x is not None:
+        body.append(f'<line x1="{sx(mark_x):.1f}" y1="30" x2="{sx(mark_x):.1f}" y2="{HEIGHT - PAD}" stroke="#999" '
+                    f'stroke-dasharray="4 3"/><text x="{sx(mark_x) + 4:.1f}" y="{HEIGHT - PAD - 6}">{mark_x:g}</text>')
+    return _frame(title, "".join(body), x_label, y_label)
