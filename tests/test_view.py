@@ -1,0 +1,178 @@
+"""project, render, report and keywords: real UMAP, real datashader PNGs, real HTML."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from PIL import Image
+from sklearn.neighbors import NearestNeighbors
+
+from streamproc.fit import FitOptions, fit
+from streamproc.ingest import ingest
+from streamproc.keywords import KeywordCounter
+from streamproc.neighbours import IVFIndex, place
+from streamproc.synth import Mixture
+
+MIX = Mixture(dim=48, clusters=6, rank=12, spread_rank=5, seed=5)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("view")
+    from streamproc.synth import write_batches
+
+    write_batches(tmp / "in", mixture=MIX, rows=12_000, batch_rows=4000, fmt="parquet", texts=True)
+    ingest(tmp / "store", [tmp / "in"], chunk_rows=1000,
+           read_options=__import__("streamproc.readers", fromlist=["ReadOptions"]).ReadOptions(
+               id_column="id", text_column="text"))
+    fit(tmp / "store", FitOptions(ks=[4, 6, 8], sample=4000))
+    return tmp / "store"
+
+
+def _overlap(high, low, k=15):
+    a = NearestNeighbors(n_neighbors=k + 1).fit(high).kneighbors(high, return_distance=False)[:, 1:]
+    b = NearestNeighbors(n_neighbors=k + 1).fit(low).kneighbors(low, return_distance=False)[:, 1:]
+    return np.mean([len(set(p) & set(q)) / k for p, q in zip(a, b)])
+
+
+def test_placement_keeps_neighbourhoods_as_well_as_umap_transform():
+    import umap
+
+    x, _ = Mixture(dim=64, clusters=10, seed=9).batch(0, 5000)
+    z = x[:, :40].astype(np.float32)
+    sample, held = z[:3000], z[3000:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reducer = umap.UMAP(n_neighbors=15, random_state=0).fit(sample)
+        theirs = reducer.transform(held)
+    ours = place(IVFIndex.build(sample), reducer.embedding_, held)
+    assert _overlap(held, ours) >= 0.9 * _overlap(held, theirs)
+
+
+def _recall(points, queries, **kw):
+    idx, sq = IVFIndex.build(points).query(queries, k=10, **kw)
+    assert np.all(np.diff(sq, axis=1) >= 0)
+    exact = NearestNeighbors(n_neighbors=10).fit(points).kneighbors(queries, return_distance=False)
+    return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, exact)])
+
+
+def test_ivf_index_finds_the_true_neighbours():
+    x, _ = Mixture(dim=64, clusters=12, seed=3).batch(0, 4300)
+    assert _recall(x[:4000], x[4000:]) > 0.95  # clustered data, as reduced embeddings are
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((2000, 16))
+    assert _recall(noise[:1800], noise[1800:], probes=10_000) == 1.0  # probing every cell is exact
+
+
+def test_project_is_incremental_and_switches_method(cli, store, tmp_path):
+    out = cli.json("project", store, "--method", "pca", schema="project")
+    assert out["projected"] == 12_000 and out["method"] == "pca"
+    assert cli.json("project", store)["projected"] == 0
+    umap_run = cli.json("project", store, "--method", "umap", "--sample", "3000", schema="project")
+    assert umap_run["projected"] == 12_000 and umap_run["method"] == "umap"
+    np.save(tmp_path / "more.npy", MIX.batch(50, 2000)[0])
+    cli.json("ingest", store, tmp_path / "more.npy")
+    again = cli.json("project", store)
+    assert again["projected"] == 2000 and again["method"] == "umap" and again["watermark"] == 14_000
+
+
+def test_chunked_aggregation_equals_one_canvas():
+    import datashader as ds
+
+    from streamproc.render import aggregate_blocks
+
+    rng = np.random.default_rng(1)
+    x, y, c = rng.normal(size=20_000), rng.normal(size=20_000), rng.integers(0, 5, 20_000)
+    canvas = ds.Canvas(plot_width=64, plot_height=48, x_range=(-4, 4), y_range=(-4, 4))
+    chunked = aggregate_blocks(((x[a:a + 3000], y[a:a + 3000], c[a:a + 3000]) for a in range(0, 20_000, 3000)),
+                               canvas, 5)
+    df = pd.DataFrame({"x": x, "y": y, "c": pd.Categorical.from_codes(c, categories=list(range(5)))})
+    whole = canvas.points(df, "x", "y", agg=ds.count_cat("c"))
+    np.testing.assert_array_equal(chunked.values, whole.values)
+
+
+def _distinct_colours(region: np.ndarray, palette: list[str]) -> int:
+    """How many palette colours appear at full strength on at least 20 pixels (the densest pixels of
+    each cluster are drawn opaque in its own colour)."""
+    pixels = region.reshape(-1, 3).astype(int)
+    found = 0
+    for colour in palette:
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        found += int((np.abs(pixels - rgb).max(axis=1) <= 6).sum() >= 20)
+    return found
+
+
+def test_render_png_size_and_colours(cli, store, tmp_path):
+    out = cli.json("render", store, "-o", tmp_path / "map.png", "--width", "900", "--height", "700", schema="render")
+    image = Image.open(tmp_path / "map.png").convert("RGB")
+    assert image.size == (900, 700)
+    left, top, right, bottom = out["plot_area"]
+    plot = np.asarray(image)[top:bottom, left:right]
+    from streamproc.render import category_colors
+
+    k = out["k"]
+    assert k - 1 <= _distinct_colours(plot, category_colors(k)) <= k
+    assert _distinct_colours(plot, category_colors(k + 6)[k:]) <= 1  # colours of clusters that do not exist
+    legend = np.asarray(image)[top:bottom, right:]
+    assert (legend < 250).any()  # the legend is drawn beside the plot area
+    for color in ("outlier", "batch"):
+        cli.json("render", store, "-o", tmp_path / f"{color}.png", "--color", color)
+        assert Image.open(tmp_path / f"{color}.png").size == (1200, 900)
+
+
+def test_render_bad_inputs(cli, store, tmp_path):
+    out = cli.json("render", store, "-o", tmp_path / "missing" / "map.png", code=1, schema="error")
+    assert "does not exist" in out["error"]
+    cli("render", store, "-o", tmp_path / "m.png", "--color", "mood", code=2)
+    out = cli.json("render", store, "-o", tmp_path / "m.png", "--model", "nope", code=1, schema="error")
+    assert "no model 'nope'" in out["error"]
+
+
+def test_report_holds_every_section_and_cluster(cli, store, tmp_path):
+    out = cli.json("report", store, "-o", tmp_path / "r.html", schema="report")
+    html = (tmp_path / "r.html").read_text()
+    for section in ("map", "charts", "clusters"):
+        assert f'<section id="{section}">' in html
+    for title in ("Cluster sizes", "Davies-Bouldin against k", "Calinski-Harabasz against k",
+                  "Explained variance against components"):
+        assert title in html
+    assert len(re.findall(r'<tr id="cluster-\d+">', html)) == out["k"]
+    assert html.count("data:image/png;base64,") == 1 and "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert out["keywords"] is True and "<th>keywords</th>" in html
+
+
+def test_report_without_texts_says_so(cli, tmp_path):
+    np.save(tmp_path / "x.npy", MIX.batch(0, 3000)[0])
+    cli.json("ingest", tmp_path / "s", tmp_path / "x.npy")
+    cli.json("fit", tmp_path / "s", "--k", "3,6")
+    cli.json("project", tmp_path / "s", "--method", "pca")
+    out = cli.json("report", tmp_path / "s", "-o", tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert out["keywords"] is False and "No texts were ingested" in html and "<th>keywords</th>" not in html
+
+
+def test_keywords_name_each_topic_and_skip_urls():
+    texts = {
+        0: ["The striker scored a late goal, the team won the match https://t.co/abc123",
+            "Our coach says the league season starts with a derby match @fc_news",
+            "Penalty saved by the keeper, the team celebrates the goal in the stadium"],
+        1: ["Bake the dough in a hot oven for 20 minutes, see www.recipes.example/bread",
+            "Simmer garlic and onion in butter for the sauce, a simple recipe",
+            "Knead the dough, add flour, bake and serve the bread with garlic butter"],
+        2: ["Stock market rally lifts bank shares, investors cheer the dividend ir@bank.example",
+            "Bond yields climb as inflation worries investors, the bank raises its rate",
+            "Quarterly earnings beat forecasts, shares and dividend up 5%"],
+    }
+    counter = KeywordCounter(3)
+    for label, docs in texts.items():
+        counter.update(docs, [label] * len(docs))
+    top = [[term for term, _ in terms[:6]] for terms in counter.top(10)]
+    assert {"goal", "team", "match"} <= set(top[0])
+    assert {"dough", "garlic", "butter"} & set(top[1]) and "bake" in top[1]
+    assert {"shares", "dividend", "bank", "investors"} & set(top[2])
+    everything = " ".join(" ".join(t) for t in top)
+    for fragment in ("http", "www", "t.co", "abc123", "@", "example", "5"):
+        assert fragment not in everything.split(), fragment
