@@ -20,7 +20,7 @@ from .model import QUANTILES, Model, gaussian_posterior, logistic_proba
 from .models import load_model
 from .runner import Runner, block_ranges, rows_per_block
 from .stats import sq_distances
-from .store import StoreWriter, open_writer
+from .store import StagingQueue, StoreWriter, open_writer
 
 LABEL_COLUMNS = {"labels": "int32", "distance": "float32", "confidence": "float32", "outlier": "bool"}
 LABEL_CHUNK_ROWS = 65_536
@@ -98,18 +98,16 @@ def classify(store_path: str | os.PathLike, model_id: str | None = None, *, outl
         ranges = block_ranges(stop, rows_per_block(writer.manifest.chunk_rows,
                                                    writer.dim * np.dtype(writer.manifest.dtype).itemsize, block_bytes),
                               start=start)
-        outliers, distance_sum, committed = 0, 0.0, start
-        with Runner(scheduler) as runner:
+        outliers, distance_sum = 0, 0.0
+        with Runner(scheduler) as runner, StagingQueue(writer, f"models/{model.id}", LABEL_CHUNK_ROWS) as queue:
             for row, result in runner.map_blocks(writer.path / "vectors", ranges, label_block, model, qi,
                                                  desc=f"classify {model.id}"):
-                for name in LABEL_COLUMNS:
-                    writer.stage(f"models/{model.id}/{name}", row, result[name])
+                queue.put(row, result)
                 outliers += int(result["outlier"].sum())
                 distance_sum += float(result["distance"].astype(np.float64).sum())
                 end = row + len(result["labels"])
-                if end - committed >= COMMIT_ROWS or end == stop:
-                    _commit_watermark(writer, model.id, end)
-                    committed = end
+                if end - queue.committed >= COMMIT_ROWS or end == stop:
+                    queue.commit(end, lambda w, end=end: _commit_watermark(w, model.id, end))
             workers = sorted(runner.workers_seen)
     n = stop - start
     rate, mean = outliers / n, distance_sum / n

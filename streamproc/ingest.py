@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def ingest(
         raise UsageError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     files, skipped = expand_paths(paths)
     for path in skipped:
-        progress.message(f"warning: {path}: skipped, not one of {', '.join(FORMATS)}")
+        progress.warn(f"{path}: skipped, not one of {', '.join(FORMATS)}")
     store_path = Path(store_path)
     existed = store_path.exists()
     options_key = read_options.key() + (";drop_nonfinite" if drop_nonfinite else "")
@@ -111,19 +112,22 @@ def _ingest_file(writer: StoreWriter, path: Path, read_options: ReadOptions, opt
                 return BatchResult(str(path), "duplicate", id=b.id, rows=b.rows)
     if kw["min_age"] and time.time() - stat.st_mtime < kw["min_age"]:
         return BatchResult(str(path), "skipped", error=None)
-    sha = file_sha256(path)
-    if manifest is not None:
-        for b in manifest.batches:
-            if (b.sha256, b.options) == (sha, options_key):
-                return BatchResult(str(path), "duplicate", id=b.id, rows=b.rows)
     before = writer.manifest
-    try:
-        rows, dropped = _stage_file(writer, path, read_options, dtype=kw["dtype"], chunk_rows=kw["chunk_rows"],
-                                    drop_nonfinite=kw["drop_nonfinite"])
-    except InputError as exc:
-        writer.abort()
-        writer.manifest = before
-        return BatchResult(str(path), "failed", error=str(exc))
+    with ThreadPoolExecutor(1) as hasher:  # hashing runs beside the staging (hashlib releases the GIL)
+        sha_future = hasher.submit(file_sha256, path)
+        if manifest is not None and any(b.options == options_key and b.size == stat.st_size for b in manifest.batches):
+            sha = sha_future.result()  # a same-sized batch exists: check before writing anything
+            duplicate = _duplicate_of(manifest, sha, options_key)
+            if duplicate:
+                return BatchResult(str(path), "duplicate", id=duplicate.id, rows=duplicate.rows)
+        try:
+            rows, dropped = _stage_file(writer, path, read_options, dtype=kw["dtype"], chunk_rows=kw["chunk_rows"],
+                                        drop_nonfinite=kw["drop_nonfinite"])
+        except InputError as exc:
+            writer.abort()
+            writer.manifest = before
+            return BatchResult(str(path), "failed", error=str(exc))
+        sha = sha_future.result()
     manifest = writer.manifest
     batch = Batch(id=manifest.next_batch_id(), source=source, sha256=sha, start=manifest.rows,
                   stop=manifest.rows + rows, ingested_at=utc_now(), size=stat.st_size,
@@ -134,13 +138,18 @@ def _ingest_file(writer: StoreWriter, path: Path, read_options: ReadOptions, opt
     return BatchResult(str(path), "committed", id=batch.id, rows=rows, dropped=dropped)
 
 
+def _duplicate_of(manifest, sha: str, options_key: str) -> Batch | None:
+    return next((b for b in manifest.batches if (b.sha256, b.options) == (sha, options_key)), None)
+
+
 def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, dtype, chunk_rows,
                 drop_nonfinite) -> tuple[int, int]:
     """Validate ``path`` slice by slice and stage its rows past the committed end. Returns (rows, dropped)."""
     start = writer.manifest.rows if writer.manifest else 0
     written = dropped = 0
     seen_ids: set[str] = set()
-    with progress.bar(None, path.name) as bar:
+    with progress.bar(None, path.name) as bar, ThreadPoolExecutor(1) as io:
+        pending = None  # one write in flight while the next slice is read and validated
         for piece in read_slices(path, read_options):
             piece, n_dropped = _validated(piece, path, writer, drop_nonfinite, seen_ids)
             dropped += n_dropped
@@ -155,16 +164,23 @@ def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, d
                 bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
                 raise InputError(f"{path}: row {piece.row + bad}: value out of {writer.manifest.dtype} range")
             if len(vectors):
-                row = start + written
-                writer.stage("vectors", row, vectors)
-                for name, values in (("ids", piece.ids), ("texts", piece.texts)):
-                    _stage_column(writer, name, row, values, len(vectors))
+                if pending is not None:
+                    pending.result()
+                pending = io.submit(_stage_slice, writer, start + written, vectors, piece)
                 written += len(vectors)
             bar.update(len(vectors))
+        if pending is not None:
+            pending.result()
     if written == 0:
         raise InputError(f"{path}: no rows left to ingest ({dropped} dropped as non-finite)" if dropped
                          else f"{path}: empty file (0 rows)")
     return written, dropped
+
+
+def _stage_slice(writer: StoreWriter, row: int, vectors: np.ndarray, piece: Slice) -> None:
+    writer.stage("vectors", row, vectors)
+    for name, values in (("ids", piece.ids), ("texts", piece.texts)):
+        _stage_column(writer, name, row, values, len(vectors))
 
 
 def _stage_column(writer: StoreWriter, name: str, row: int, values, n: int) -> None:

@@ -39,6 +39,12 @@ class _Silent:
 
 
 def message(text: str) -> None:
-    """A line for the person at the terminal (stderr), unless quiet."""
-    if _enabled:
+    """A progress line for the person at the terminal (stderr); silent under --quiet or off a terminal."""
+    if enabled():
         print(text, file=sys.stderr)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr (silent only under --quiet / --json)."""
+    if _enabled:
+        print(f"warning: {text}", file=sys.stderr)

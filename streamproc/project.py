@@ -25,7 +25,7 @@ from .model import Model
 from .models import load_model
 from .neighbours import IVFIndex, place
 from .runner import Runner, block_ranges, rows_per_block
-from .store import Store, open_writer
+from .store import StagingQueue, Store, open_writer
 
 METHODS = ("umap", "pca")
 
@@ -166,12 +166,13 @@ def project(store_path: str | os.PathLike, model_id: str | None = None, *, metho
             ranges = block_ranges(stop, rows_per_block(writer.manifest.chunk_rows,
                                                        writer.dim * np.dtype(writer.manifest.dtype).itemsize,
                                                        block_bytes), start=start)
-            for row, xy in runner.map_blocks(writer.path / "vectors", ranges, project_block, model, projection,
-                                             desc=f"project {model.id}"):
-                writer.stage(path, row, xy)
             models = {**writer.manifest.models,
                       model.id: {**entry, "projection": meta, "projection_watermark": stop}}
-            writer.commit(replace(writer.manifest, models=models))
+            with StagingQueue(writer, f"models/{model.id}", 65_536) as queue:
+                for row, xy in runner.map_blocks(writer.path / "vectors", ranges, project_block, model, projection,
+                                                 desc=f"project {model.id}"):
+                    queue.put(row, {meta["array"]: xy})
+                queue.commit(stop, lambda w: w.commit(replace(w.manifest, models=models)))
             if refit and existing:
                 _remove_generation(writer.path / "models" / model.id / existing["array"])
     return ProjectResult(model.id, method, stop - start, time.perf_counter() - began, fit_seconds, stop)

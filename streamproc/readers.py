@@ -91,10 +91,19 @@ def _read_npy(path: Path) -> Iterator[Slice]:
     actual = path.stat().st_size
     if actual < expected:
         raise InputError(f"{path}: truncated: expected {expected} bytes for shape {shape}, found {actual}")
-    data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
     step = rows_per_slice(shape[1] * dtype.itemsize)
-    for row in range(0, shape[0], step):
-        yield Slice(row, np.asarray(data[row : row + step]))
+    if fortran:  # rare: rows are strided, so read through a memory map
+        data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F")
+        for row in range(0, shape[0], step):
+            yield Slice(row, np.ascontiguousarray(data[row : row + step]))
+        return
+    with open(path, "rb") as f:  # plain reads: the file's pages do not stay mapped into this process
+        f.seek(offset)
+        for row in range(0, shape[0], step):
+            n = min(step, shape[0] - row)
+            block = np.empty((n, shape[1]), dtype=dtype)
+            f.readinto(memoryview(block).cast("B"))
+            yield Slice(row, block)
 
 
 class _NpzMember:

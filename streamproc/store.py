@@ -244,6 +244,67 @@ class StoreWriter(Store):
             fsync_dir(Path(root))
 
 
+class StagingQueue:
+    """Stage per-row results of consecutive blocks on a writer thread, a whole chunk at a time.
+
+    ``put(row, {name: values})`` buffers rows until ``chunk_rows`` have gathered, then stages them
+    under ``prefix/name`` while the caller computes the next blocks; ``commit(end, fn)`` flushes
+    everything up to ``end`` and then calls ``fn(writer)`` on the writer thread (in order).
+    """
+
+    def __init__(self, writer: StoreWriter, prefix: str, chunk_rows: int):
+        self.writer, self.prefix, self.chunk_rows = writer, prefix, chunk_rows
+        self.committed = None
+        self._buffer: list[tuple[int, dict]] = []
+        self._rows = 0
+        self._pool = ThreadPoolExecutor(1)
+        self._pending = []
+
+    def __enter__(self) -> StagingQueue:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self._wait(0)
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def put(self, row: int, values: dict) -> None:
+        if self.committed is None:
+            self.committed = row
+        self._buffer.append((row, values))
+        self._rows += len(next(iter(values.values())))
+        if self._rows >= self.chunk_rows:
+            self._flush()
+
+    def commit(self, end: int, fn) -> None:
+        self._flush()
+        self._submit(fn, self.writer)
+        self._wait(0)
+        self.committed = end
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        row = self._buffer[0][0]
+        merged = {name: np.concatenate([v[name] for _, v in self._buffer]) for name in self._buffer[0][1]}
+        self._buffer, self._rows = [], 0
+        self._submit(self._stage, row, merged)
+        self._wait(2)  # bounded memory: at most two batches of rows waiting to be written
+
+    def _stage(self, row: int, merged: dict) -> None:
+        for name, values in merged.items():
+            self.writer.stage(f"{self.prefix}/{name}", row, values)
+
+    def _submit(self, fn, *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def _wait(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            self._pending.pop(0).result()
+
+
 def _pid_alive(text: str) -> bool:
     try:
         os.kill(int(text), 0)

@@ -1,0 +1,57 @@
+"""``streamproc demo``: the whole job end to end on built-in synthetic data, in one folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from . import progress
+from .classify import classify
+from .fit import FitOptions, fit
+from .ingest import ingest
+from .project import project
+from .readers import ReadOptions
+from .render import render
+from .report import write_report
+from .synth import Mixture, write_batches
+
+
+def run_demo(folder: str | os.PathLike, *, rows: int = 100_000, dim: int = 384, clusters: int = 20,
+             seed: int = 0) -> dict:
+    """synth -> ingest (in two rounds) -> fit -> classify -> project -> render -> report."""
+    folder = Path(folder)
+    store, inbox = folder / "store", folder / "inbox"
+    if folder.exists():
+        shutil.rmtree(folder)
+    steps, began = {}, time.perf_counter()
+
+    def step(name, fn, *args, **kwargs):
+        progress.message(f"demo: {name} ...")
+        t = time.perf_counter()
+        result = fn(*args, **kwargs)
+        steps[name] = round(time.perf_counter() - t, 2)
+        return result
+
+    mixture = Mixture(dim=dim, clusters=clusters, seed=seed)
+    batch_rows = max(rows // 10, 1)
+    first = max(rows * 8 // 10, batch_rows)
+    step("synth", write_batches, inbox, mixture=mixture, rows=first, batch_rows=batch_rows, fmt="parquet", texts=True)
+    options = ReadOptions(id_column="id", text_column="text")
+    step("ingest", ingest, store, [inbox], read_options=options)
+    model = step("fit", fit, store, FitOptions(seed=seed)).model
+    labelled = step("classify", classify, store).labelled
+    # a later batch arrives: ingest and label only the new rows, as cron would
+    if rows > first:
+        write_batches(inbox, mixture=mixture, rows=rows - first, batch_rows=batch_rows, fmt="parquet", texts=True,
+                      first_batch=100)
+        step("ingest new batches", ingest, store, [inbox], read_options=options)
+        labelled += step("classify new rows", classify, store).labelled
+    step("project", project, store, sample=min(50_000, rows))
+    step("render", render, store, folder / "map.png")
+    step("report", write_report, store, folder / "report.html")
+    return {"folder": str(folder), "rows": rows, "dim": dim, "model": model.id, "k": model.k,
+            "n_components": model.n_components, "labelled": labelled, "map": str(folder / "map.png"),
+            "report": str(folder / "report.html"), "steps": steps,
+            "seconds": round(time.perf_counter() - began, 2)}
