@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import shutil
 
-import numpy as np
-
 from _common import DATA, commit, gib, run, store_path
 
 MAKE_POINTS = """

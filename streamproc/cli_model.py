@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .cli import Report, main, reporting, wait_option
 from .choices import DEFAULT_K, METRICS, PCA_SOLVERS, SCALINGS
+from .cli import Report, main, reporting, wait_option
 from .errors import UsageError
 
 

@@ -17,21 +17,20 @@ import secrets
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import zarr
 
 from . import kmeans, progress, stats
+from .choices import DEFAULT_K, METRICS, SCALINGS
 from .errors import StoreError, UsageError
 from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
 from .pca import SOLVERS, StreamingPCA  # noqa: F401
 from .runner import Runner, block_ranges, rows_per_block
 from .store import Store, open_writer
-
-from .choices import DEFAULT_K, METRICS, SCALINGS
 
 
 @dataclass
@@ -81,7 +80,7 @@ class FitResult:
 
 
 def new_model_id() -> str:
-    return datetime.now(timezone.utc).strftime("m%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    return datetime.now(UTC).strftime("m%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 # ---- block functions (module level: they travel to Dask workers) -------------------------------
@@ -157,13 +156,14 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
         total = runner.reduce_blocks(vectors_path, vector_ranges, _pass1_block, shift, sample_size, rows,
                                      options.seed, desc="pass 1/5 PCA")
         pca.set_moments(total, shift)
-    else:
+    else:  # IncrementalPCA is sequential: one read in this process, the sample drawn from the same blocks
+        total = None
         with progress.bar(rows, "pass 1/5 IncrementalPCA") as bar:
             for start, block in store.iter_blocks("vectors", block_rows=max(vector_ranges[0][1], dim)):
                 pca.partial_fit(block.astype(np.float32))
+                part = _sample_block(block, start, sample_size, rows, options.seed)
+                total = part if total is None else stats.combine(total, part)
                 bar.update(len(block))
-        total = runner.reduce_blocks(vectors_path, vector_ranges, _sample_block, sample_size, rows, options.seed,
-                                     desc="pass 1/5 sample")
     sample = stats.sample_finalize(total).astype(np.float32)
 
     # scaling of the reduced components, in closed form from the PCA spectrum
@@ -189,7 +189,8 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     sample_z = draft.reduce(sample)
 
     # pass 3: k-means for every k
-    reduced_ranges = block_ranges(rows, rows_per_block(reduced.chunks[0], draft.n_components * 4, 2 * options.block_bytes))
+    reduced_ranges = block_ranges(rows, rows_per_block(reduced.chunks[0], draft.n_components * 4,
+                                                       options.block_bytes // 4))
     centroid_sets = [kmeans.init_centroids(sample_z, k, seed=options.seed, metric=options.metric)
                      for k in options.ks]
     for epoch in range(options.epochs):

@@ -15,10 +15,9 @@ import numpy as np
 import zarr
 
 from . import __version__
+from .choices import QUANTILES
 from .errors import ModelError
 from .stats import sq_distances
-
-from .choices import QUANTILES
 
 ARRAYS = ("pca_mean", "pca_components", "spectrum", "scale", "centroids", "quantiles", "cluster_sizes",
           "cluster_mean_distance", "logistic_coef", "logistic_intercept")

@@ -14,7 +14,6 @@ from sklearn.decomposition import IncrementalPCA
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import stats
-
 from .choices import PCA_SOLVERS as SOLVERS
 
 

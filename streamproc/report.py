@@ -14,7 +14,7 @@ from . import progress
 from .errors import StreamprocError
 from .keywords import KeywordCounter
 from .models import load_model
-from .render import bring_up_to_date, category_colors, render_image, _check_writable
+from .render import _check_writable, bring_up_to_date, category_colors, render_image
 from .store import Store
 from .svg import bars, lines
 

@@ -9,6 +9,7 @@ submitted in groups, so memory stays bounded by a group's results whatever the n
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -41,11 +42,13 @@ def _read(path: str, start: int, stop: int) -> np.ndarray:
 
 
 def _worker_name() -> str:
-    try:
-        from distributed import get_worker
+    if "distributed" not in sys.modules:  # not on a cluster: do not pay for importing distributed
+        return "local"
+    from distributed import get_worker
 
+    try:
         return get_worker().address
-    except (ImportError, ValueError):
+    except ValueError:
         return "local"
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from conftest import run_streamproc, store_state
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import run_streamproc, store_state
 from streamproc.classifier import CentroidClassifier
 from streamproc.fit import FitOptions, fit
 from streamproc.ingest import ingest

@@ -10,7 +10,6 @@ import time
 import numpy as np
 import pytest
 import zarr
-
 from conftest import run_streamproc
 
 

@@ -2,21 +2,19 @@
 
 import json
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from conftest import store_state, validate
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.metrics import adjusted_rand_score, davies_bouldin_score
 from sklearn.preprocessing import StandardScaler
 
-from conftest import store_state, validate
 from streamproc.fit import FitOptions, fit
 from streamproc.ingest import ingest
-from streamproc.model import Model
 from streamproc.models import load_model
 from streamproc.pca import StreamingPCA
 from streamproc.synth import Mixture

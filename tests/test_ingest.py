@@ -8,10 +8,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import zarr
-
-from conftest import store_state, validate
+from conftest import store_state
 
 
 def test_ingest_directory_creates_store_and_is_idempotent(cli, tmp_path, npy_batches):
