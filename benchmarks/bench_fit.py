@@ -66,7 +66,7 @@ from sklearn.metrics import davies_bouldin_score
 best = None
 zs = np.concatenate([ipca.transform(x[a:a + step])[:, :c].astype(np.float32) for a in range(0, len(x), step)])
 for k, km in kms.items():
-    lab = km.predict(zs)
+    lab = km.predict(zs.astype(km.cluster_centers_.dtype))
     db = davies_bouldin_score(zs, lab)
     if best is None or db < best[0]:
         best = (db, k, lab)

@@ -30,7 +30,7 @@ def scheduler_option(fn):
               help="cosine = spherical k-means on normalised vectors.")
 @click.option("--select", type=click.Choice(["db", "ch"]), default="db", show_default=True,
               help="Choose k by lowest Davies-Bouldin or highest Calinski-Harabasz.")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Most k-means passes.")
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Most k-means passes.")
 @click.option("--tol", type=float, default=1e-4, show_default=True,
               help="Stop k-means when no centroid moves more than this (relative to the cluster spread).")
 @click.option("--sample", type=click.IntRange(min=2), default=20_000, show_default=True,

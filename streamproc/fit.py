@@ -42,7 +42,7 @@ class FitOptions:
     metric: str = "euclidean"
     ks: list[int] = field(default_factory=lambda: kmeans.parse_k_range(DEFAULT_K))
     select: str = "db"
-    epochs: int = 10
+    epochs: int = 5
     tol: float = 1e-4
     seed: int = 0
     sample: int = 20_000
@@ -193,10 +193,12 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
                                                        options.block_bytes // 4))
     centroid_sets = [kmeans.init_centroids(sample_z, k, seed=options.seed, metric=options.metric)
                      for k in options.ks]
+    feature_variance = (1.0 / draft.n_components if options.metric == "cosine"
+                        else float((pca.explained_variance_ * scale**2).mean()))
     for epoch in range(options.epochs):
         total = runner.reduce_blocks(reduced_path, reduced_ranges, kmeans.lloyd_block, centroid_sets,
                                      desc=f"pass 3/5 k-means epoch {epoch + 1}")
-        new_sets, shift = kmeans.lloyd_update(total, centroid_sets, options.metric)
+        new_sets, shift = kmeans.lloyd_update(total, centroid_sets, options.metric, feature_variance)
         if shift <= options.tol or epoch == options.epochs - 1:
             break  # keep centroid_sets: the labels these epoch sums describe
         centroid_sets = new_sets

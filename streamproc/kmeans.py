@@ -48,16 +48,17 @@ def lloyd_block(z: np.ndarray, start: int, centroid_sets: list[np.ndarray]) -> d
     return stats.lloyd_chunk(z.astype(np.float32, copy=False), [c.astype(np.float32) for c in centroid_sets])
 
 
-def lloyd_update(total: dict, centroid_sets: list[np.ndarray], metric: str) -> tuple[list[np.ndarray], float]:
-    """New centroids from one epoch's sums (an empty cluster keeps its centroid) and the largest
-    move relative to the data's scale."""
+def lloyd_update(total: dict, centroid_sets: list[np.ndarray], metric: str,
+                 feature_variance: float) -> tuple[list[np.ndarray], float]:
+    """New centroids from one epoch's sums (an empty cluster keeps its centroid), and the largest
+    (over the sweep) total squared centroid move relative to the data's mean per-feature variance:
+    scikit-learn's KMeans convergence measure, compared with ``--tol`` the same way."""
     new_sets, shift = [], 0.0
     for i, old in enumerate(centroid_sets):
         counts = total[f"count{i}"]
         new = np.where(counts[:, None] > 0, total[f"sum{i}"] / np.maximum(counts, 1)[:, None], old)
         if metric == "cosine":
             new = normalize_rows(new)
-        scale = np.sqrt(max(total[f"inertia{i}"], 1e-30) / max(counts.sum(), 1))
-        shift = max(shift, float(np.sqrt(((new - old) ** 2).sum(axis=1)).max() / scale))
+        shift = max(shift, float(((new - old) ** 2).sum() / max(feature_variance, 1e-30)))
         new_sets.append(new)
     return new_sets, shift

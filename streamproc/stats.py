@@ -112,8 +112,8 @@ def scores_chunk(z: np.ndarray, centroids: np.ndarray, means: np.ndarray, key: s
 def labelled_scores_chunk(z: np.ndarray, labels: np.ndarray, means: np.ndarray, *, key: str = "",
                           centroids: np.ndarray | None = None) -> dict:
     k = len(means)
-    diff = z.astype(np.float64) - means[labels]
-    sq = (diff * diff).sum(axis=1)
+    diff = z - means.astype(z.dtype)[labels]  # float32 blocks stay float32; float64 input stays exact
+    sq = np.einsum("ij,ij->i", diff, diff).astype(np.float64)
     out = {
         f"count{key}": np.bincount(labels, minlength=k),
         f"dist{key}": np.bincount(labels, weights=np.sqrt(sq), minlength=k),
@@ -131,8 +131,8 @@ def _label_sums(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     (far faster than ``np.add.at``, and no n x d temporaries)."""
     from scipy.sparse import csr_matrix
 
-    onehot = csr_matrix((np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, len(labels)))
-    return np.asarray(onehot @ z.astype(np.float64, copy=False))
+    onehot = csr_matrix((np.ones(len(labels), z.dtype), (labels, np.arange(len(labels)))), shape=(k, len(labels)))
+    return np.asarray(onehot @ z, dtype=np.float64)  # one block in z's precision; blocks add up in float64
 
 
 def _label_max(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
