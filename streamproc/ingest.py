@@ -148,8 +148,8 @@ def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, d
     start = writer.manifest.rows if writer.manifest else 0
     written = dropped = 0
     seen_ids: set[str] = set()
-    with progress.bar(None, path.name) as bar, ThreadPoolExecutor(1) as io:
-        pending = None  # one write in flight while the next slice is read and validated
+    def checked_slices():
+        nonlocal dropped, start
         for piece in read_slices(path, read_options):
             piece, n_dropped = _validated(piece, path, writer, drop_nonfinite, seen_ids)
             dropped += n_dropped
@@ -163,12 +163,17 @@ def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, d
             if not np.isfinite(vectors).all():
                 bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
                 raise InputError(f"{path}: row {piece.row + bad}: value out of {writer.manifest.dtype} range")
-            if len(vectors):
-                if pending is not None:
-                    pending.result()
-                pending = io.submit(_stage_slice, writer, start + written, vectors, piece)
-                written += len(vectors)
-            bar.update(len(vectors))
+            yield Slice(piece.row, vectors, piece.ids, piece.texts)
+
+    with progress.bar(None, path.name) as bar, ThreadPoolExecutor(1) as io:
+        pending = None  # one write in flight while the next slice is read and validated
+        next_row = lambda: start + written  # noqa: E731, B023 (read late on purpose: rows written so far)
+        for piece in _chunk_aligned(checked_slices(), next_row, lambda: writer.manifest.chunk_rows):
+            if pending is not None:
+                pending.result()
+            pending = io.submit(_stage_slice, writer, start + written, piece)
+            written += len(piece.vectors)
+            bar.update(len(piece.vectors))
         if pending is not None:
             pending.result()
     if written == 0:
@@ -177,10 +182,48 @@ def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, d
     return written, dropped
 
 
-def _stage_slice(writer: StoreWriter, row: int, vectors: np.ndarray, piece: Slice) -> None:
-    writer.stage("vectors", row, vectors)
+def _stage_slice(writer: StoreWriter, row: int, piece: Slice) -> None:
+    writer.stage("vectors", row, piece.vectors)
     for name, values in (("ids", piece.ids), ("texts", piece.texts)):
-        _stage_column(writer, name, row, values, len(vectors))
+        _stage_column(writer, name, row, values, len(piece.vectors))
+    writer.fsync_staged()
+
+
+def _chunk_aligned(pieces, next_row, chunk_rows):
+    """Re-cut slices so that each ends on a chunk boundary (so no chunk is written twice); only the
+    rows of one boundary chunk are ever copied. ``next_row()`` is the store row of the next output."""
+    carry = None
+    for piece in pieces:
+        chunk = chunk_rows()
+        if carry is not None:
+            need = -(next_row() + len(carry.vectors)) % chunk
+            if len(piece.vectors) < need:
+                carry = _concat(carry, piece)
+                continue
+            yield _concat(carry, _take(piece, 0, need))
+            piece, carry = _take(piece, need, None), None
+        n = len(piece.vectors)
+        cut = n - (next_row() + n) % chunk
+        if cut > 0:
+            yield _take(piece, 0, cut)
+        if cut < n:
+            carry = _take(piece, max(cut, 0), None)
+            carry = Slice(carry.row, carry.vectors.copy(), carry.ids, carry.texts)
+    if carry is not None and len(carry.vectors):
+        yield carry
+
+
+def _take(piece: Slice, a: int, b: int | None) -> Slice:
+    cut = slice(a, b)
+    return Slice(piece.row + a, piece.vectors[cut], None if piece.ids is None else piece.ids[cut],
+                 None if piece.texts is None else piece.texts[cut])
+
+
+def _concat(a: Slice, b: Slice) -> Slice:
+    def join(x, y):
+        return None if x is None and y is None else np.concatenate([x, y])
+
+    return Slice(a.row, np.concatenate([a.vectors, b.vectors]), join(a.ids, b.ids), join(a.texts, b.texts))
 
 
 def _stage_column(writer: StoreWriter, name: str, row: int, values, n: int) -> None:

@@ -137,6 +137,7 @@ class StoreWriter(Store):
         self.lock = lock
         self._staged: dict[str, set[int]] = {}  # array name -> chunk indices written since last commit
         self.new_columns: set[str] = set()  # row-aligned arrays created since the last commit
+        self._writing = False
 
     # ---- creating arrays -------------------------------------------------------------------
     def create(self, *, dim: int, dtype: str, chunk_rows: int) -> None:
@@ -166,8 +167,9 @@ class StoreWriter(Store):
 
         The array's stored shape is not changed, so nothing staged is visible until :meth:`commit`.
         """
-        if not self._staged:
+        if not self._writing:
             (self.path / WRITING_MARKER).touch()
+            self._writing = True
         arr = self.array(name)
         stop = start + len(values)
         if stop > arr.shape[0]:
@@ -176,6 +178,12 @@ class StoreWriter(Store):
         arr[start:stop] = values
         chunk = arr.chunks[0]
         self._staged.setdefault(name, set()).update(range(start // chunk, (stop - 1) // chunk + 1))
+
+    def fsync_staged(self) -> None:
+        """Make the chunks staged so far durable now (ingest calls it per slice, overlapping the disk
+        flush with reading the next slice); commit then only has the remainder left."""
+        self._fsync_staged()
+        self._staged.clear()
 
     def _fsync_staged(self) -> None:
         dirs = set()
@@ -201,6 +209,7 @@ class StoreWriter(Store):
         self._staged.clear()
         self._resize_to_manifest()
         (self.path / WRITING_MARKER).unlink(missing_ok=True)
+        self._writing = False
 
     def abort(self) -> None:
         """Forget staged rows: they lie past the committed end, where nobody reads."""

@@ -108,3 +108,28 @@ def test_busy_lock_exits_75_with_json(tmp_path, npy_batches):
         proc = run_streamproc("ingest", store, folder / "b1.npy", "--json", check=False)
     assert proc.returncode == 75
     assert json.loads(proc.stdout) == {"error": json.loads(proc.stdout)["error"], "exit_code": 75}
+
+
+def test_fit_killed_midway_leaves_no_half_model(tmp_path):
+    from streamproc.synth import Mixture
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(4):
+        np.save(inbox / f"m{i}.npy", Mixture(dim=128, clusters=8, seed=1).batch(i, 30_000)[0])
+    store = tmp_path / "store"
+    run_streamproc("ingest", store, inbox)
+    proc = _spawn("fit", store, "--k", "4:16:2")
+    deadline = time.time() + 60
+    while not list((store / "models").glob(".staging-*")) if (store / "models").exists() else True:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    info = json.loads(run_streamproc("info", store, "--json").stdout)
+    assert info["models"] == [] and info["current_model"] is None
+    assert list((store / "models").glob(".staging-*"))  # left behind by the killed fit ...
+    run_streamproc("ingest", store, inbox)  # ... and removed by the next writer, its owner being dead
+    assert not list((store / "models").glob(".staging-*"))
+    assert json.loads(run_streamproc("fit", store, "--k", "4,8", "--json").stdout)["current"] is True
