@@ -26,9 +26,9 @@ centres = rng.uniform(-10, 10, (12, 2))
 for i, start in enumerate(range(0, n, 2_000_000)):
     m = min(2_000_000, n - start)
     lab = rng.integers(0, 12, m)
-    np.save(folder / f"p{i:03d}.npy", (centres[lab] + rng.standard_normal((m, 2)) * rng.uniform(0.3, 1.5, 12)[lab]).astype(np.float32))
+    np.save(folder / f"p{i:03d}.npy", (centres[lab] + rng.standard_normal((m, 2)) * rng.uniform(0.3, 1.5, 12)[lab, None]).astype(np.float32))
 ingest(folder / "store", sorted(folder.glob("p*.npy")))
-fit(folder / "store", FitOptions(ks=[12], components=2, sample=20000))
+fit(folder / "store", FitOptions(ks=[12], n_components=2, sample=20000))
 classify(folder / "store")
 project(folder / "store", method="pca")
 print(json.dumps({"rows": n}))
@@ -82,7 +82,8 @@ def main():
     print(f"bench_render: commit {commit()}; command: python benchmarks/bench_render.py --points {args.points} "
           f"--rows {args.rows}")
     folder = DATA / f"render-{args.points}"
-    if not (folder / "store" / "manifest.json").exists():
+    manifest = folder / "store" / "manifest.json"
+    if not manifest.exists() or '"current_model": null' in manifest.read_text():
         shutil.rmtree(folder, ignore_errors=True)
         made = run(MAKE_POINTS, args.points, folder)
         assert "error" not in made, made

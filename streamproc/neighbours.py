@@ -42,16 +42,20 @@ class IVFIndex:
         probe = np.argpartition(sq_distances(queries, self.cell_centres), probes - 1, axis=1)[:, :probes]
         best_d = np.full((n, k), np.inf, dtype=np.float32)
         best_i = np.zeros((n, k), dtype=np.int64)
-        for cell in np.unique(probe):
-            rows = np.flatnonzero((probe == cell).any(axis=1))
+        # the rows that probe each cell, from one sort (not one scan of all rows per cell)
+        flat = probe.ravel()
+        order = np.argsort(flat, kind="stable")
+        cells, starts = np.unique(flat[order], return_index=True)
+        for cell, lo, hi in zip(cells, starts, [*starts[1:], len(order)]):
+            rows = order[lo:hi] // probes
             a, b = self.cell_starts[cell], self.cell_starts[cell + 1]
             if a == b:
                 continue
             d = np.concatenate([best_d[rows], sq_distances(queries[rows], self.points[a:b])], axis=1)
-            i = np.concatenate([best_i[rows], np.broadcast_to(np.arange(a, b), (len(rows), b - a))], axis=1)
             keep = np.argpartition(d, min(k, d.shape[1]) - 1, axis=1)[:, :k]
+            old = np.take_along_axis(best_i[rows], np.minimum(keep, k - 1), axis=1)
+            best_i[rows] = np.where(keep < k, old, a + keep - k)  # positions past k are this cell's points
             best_d[rows] = np.take_along_axis(d, keep, axis=1)
-            best_i[rows] = np.take_along_axis(i, keep, axis=1)
         nearest = np.argsort(best_d, axis=1)
         return self.order[np.take_along_axis(best_i, nearest, axis=1)], np.take_along_axis(best_d, nearest, axis=1)
 

@@ -157,7 +157,7 @@ def render(store_path: str | os.PathLike, output: str | os.PathLike, *, model_id
         raise UsageError(f"-o {output}: expected a .png file name")
     if color not in COLORS:
         raise UsageError(f"--color must be one of {', '.join(COLORS)}, got {color!r}")
-    _check_writable(output)
+    check_writable(output)
     bring_up_to_date(store_path, model_id, wait=wait)
     page, facts = render_image(Store.open(store_path), model_id, width=width, height=height, color=color)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp.png")
@@ -174,7 +174,7 @@ def bring_up_to_date(store_path, model_id, *, wait: float) -> None:
     project(store_path, model_id, wait=wait)
 
 
-def _check_writable(output: Path) -> None:
+def check_writable(output: Path) -> None:
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         raise StreamprocError(f"cannot write {output}: folder {parent} does not exist")

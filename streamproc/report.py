@@ -14,7 +14,7 @@ from . import progress
 from .errors import StreamprocError
 from .keywords import KeywordCounter
 from .models import load_model
-from .render import _check_writable, bring_up_to_date, category_colors, render_image
+from .render import bring_up_to_date, category_colors, check_writable, render_image
 from .store import Store
 from .svg import bars, lines
 
@@ -65,7 +65,7 @@ def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, mo
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise StreamprocError(f"-o {output}: expected an .html file name")
-    _check_writable(output)
+    check_writable(output)
     bring_up_to_date(store_path, model_id, wait=wait)
     store = Store.open(store_path)
     model = load_model(store, model_id)
