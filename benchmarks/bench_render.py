@@ -26,7 +26,8 @@ centres = rng.uniform(-10, 10, (12, 2))
 for i, start in enumerate(range(0, n, 2_000_000)):
     m = min(2_000_000, n - start)
     lab = rng.integers(0, 12, m)
-    np.save(folder / f"p{i:03d}.npy", (centres[lab] + rng.standard_normal((m, 2)) * rng.uniform(0.3, 1.5, 12)[lab, None]).astype(np.float32))
+    spread = rng.uniform(0.3, 1.5, 12)[lab, None]
+    np.save(folder / f"p{i:03d}.npy", (centres[lab] + rng.standard_normal((m, 2)) * spread).astype(np.float32))
 ingest(folder / "store", sorted(folder.glob("p*.npy")))
 fit(folder / "store", FitOptions(ks=[12], n_components=2, sample=20000))
 classify(folder / "store")
