@@ -160,7 +160,7 @@ def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, d
                 start = 0
             with np.errstate(over="ignore"):
                 vectors = piece.vectors.astype(writer.manifest.dtype, copy=False)
-            if not np.isfinite(vectors).all():
+            if vectors is not piece.vectors and not np.isfinite(vectors).all():  # e.g. beyond float16's range
                 bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
                 raise InputError(f"{path}: row {piece.row + bad}: value out of {writer.manifest.dtype} range")
             yield Slice(piece.row, vectors, piece.ids, piece.texts)
@@ -238,6 +238,16 @@ def _stage_column(writer: StoreWriter, name: str, row: int, values, n: int) -> N
     writer.stage(name, row, np.asarray(values, dtype=str))
 
 
+def _finite_rows(vectors: np.ndarray) -> np.ndarray:
+    """True for rows without NaN or Inf. A row's float64 sum is non-finite if any element is, so the
+    element-wise check runs only when some sum is not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(vectors.sum(axis=1, dtype=np.float64))
+    if not finite.all():
+        finite = np.isfinite(vectors).all(axis=1)
+    return finite
+
+
 def _validated(piece: Slice, path: Path, writer: StoreWriter, drop_nonfinite: bool,
                seen_ids: set[str]) -> tuple[Slice, int]:
     vectors = piece.vectors
@@ -246,7 +256,7 @@ def _validated(piece: Slice, path: Path, writer: StoreWriter, drop_nonfinite: bo
     if writer.manifest is not None and vectors.shape[1] != writer.manifest.dim:
         raise InputError(f"{path}: row {piece.row}: expected dim {writer.manifest.dim} (the store's), got {vectors.shape[1]}")
     dropped = 0
-    finite = np.isfinite(vectors).all(axis=1) if vectors.dtype.kind == "f" else None
+    finite = _finite_rows(vectors) if vectors.dtype.kind == "f" else None
     if finite is not None and not finite.all():
         if not drop_nonfinite:
             bad = int(np.flatnonzero(~finite)[0])
