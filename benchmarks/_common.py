@@ -73,7 +73,7 @@ def store_path(rows: int, dim: int, clusters: int = 20) -> Path:
     store = DATA / f"store-{rows}x{dim}-k{clusters}"
     if not (store / "manifest.json").exists():
         sys.path.insert(0, str(ROOT))
-        from streamproc.ingest import ingest
+        from streamproc._ingest import ingest
 
         ingest(store, [npy_path(rows, dim, clusters)])
     return store

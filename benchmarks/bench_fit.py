@@ -17,7 +17,7 @@ KS = [8, 12, 16, 20, 24, 32]
 STREAMPROC = """
 import json, sys, numpy as np
 from sklearn.metrics import adjusted_rand_score
-from streamproc.fit import FitOptions, fit
+from streamproc._fit import FitOptions, fit
 from streamproc.store import Store
 store, labels_path = sys.argv[1], sys.argv[2]
 r = fit(store, FitOptions(ks=%r))

@@ -19,8 +19,8 @@ from sklearn.metrics import adjusted_rand_score, davies_bouldin_score
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from streamproc.fit import FitOptions, fit  # noqa: E402
-from streamproc.ingest import ingest  # noqa: E402
+from streamproc._fit import FitOptions, fit  # noqa: E402
+from streamproc._ingest import ingest  # noqa: E402
 from streamproc.synth import Mixture  # noqa: E402
 
 

@@ -9,8 +9,8 @@ The public API (imported lazily, so the command line starts fast)::
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ingest": "ingest", "open_store": "store", "store_info": "info", "fit": "fit", "FitOptions": "fit",
-    "load_model": "models", "classify": "classify", "project": "project", "render": "render",
+    "ingest": "_ingest", "open_store": "store", "store_info": "info", "fit": "_fit", "FitOptions": "_fit",
+    "load_model": "models", "classify": "_classify", "project": "_project", "render": "_render",
     "write_report": "report", "export_labels": "export", "StreamingPCA": "pca",
     "CentroidClassifier": "classifier", "Model": "model",
 }

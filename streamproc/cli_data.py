@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ._ingest import DTYPES, ingest
 from .cli import Report, main, reporting, wait_option
 from .info import format_info, store_info
-from .ingest import DTYPES, ingest
 from .readers import ReadOptions
 from .synth import SYNTH_FORMATS, Mixture, write_batches
 

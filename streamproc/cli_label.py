@@ -32,7 +32,7 @@ def classify_command(store, model_id, outlier_quantile, drift_threshold, schedul
       streamproc classify store
       */5 * * * *  streamproc ingest store inbox/ --min-age 60 -q; streamproc classify store --json >> labels.log
     """
-    from .classify import classify
+    from ._classify import classify
 
     result = classify(store, model_id, outlier_quantile=float(outlier_quantile), drift_threshold=drift_threshold,
                       scheduler=scheduler, wait=wait)

@@ -56,7 +56,7 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
       streamproc fit store --k 8:32:4 --metric cosine --activate
       streamproc fit store --scheduler tcp://10.0.0.5:8786
     """
-    from .fit import FitOptions, fit
+    from ._fit import FitOptions, fit
     from .kmeans import parse_k_range
 
     try:

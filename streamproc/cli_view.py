@@ -27,7 +27,7 @@ def project_command(store, model_id, method, sample, seed, scheduler, wait):
     Example:
       streamproc project store --method umap --sample 50000
     """
-    from .project import project
+    from ._project import project
 
     result = project(store, model_id, method=method, sample=sample, seed=seed, scheduler=scheduler, wait=wait)
     data = result.to_dict()
@@ -56,7 +56,7 @@ def render_command(store, output, model_id, width, height, color, wait):
     Example:
       streamproc render store -o map.png --width 1600 --height 1200
     """
-    from .render import render
+    from ._render import render
 
     data = render(store, output, model_id=model_id, width=width, height=height, color=color, wait=wait)
     return Report(data, f"drew {data['rows']:,} rows ({data['k']} clusters) to {data['output']}")

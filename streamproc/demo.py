@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 from . import progress
-from .classify import classify
-from .fit import FitOptions, fit
-from .ingest import ingest
-from .project import project
+from ._classify import classify
+from ._fit import FitOptions, fit
+from ._ingest import ingest
+from ._project import project
+from ._render import render
 from .readers import ReadOptions
-from .render import render
 from .report import write_report
 from .synth import Mixture, write_batches
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from . import progress
+from ._render import bring_up_to_date, category_colors, check_writable, render_image
 from .errors import StreamprocError
 from .keywords import KeywordCounter
 from .models import load_model
-from .render import bring_up_to_date, category_colors, check_writable, render_image
 from .store import Store
 from .svg import bars, lines
 

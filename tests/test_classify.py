@@ -14,9 +14,9 @@ import zarr
 from conftest import run_streamproc, store_state
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from streamproc._fit import FitOptions, fit
+from streamproc._ingest import ingest
 from streamproc.classifier import CentroidClassifier
-from streamproc.fit import FitOptions, fit
-from streamproc.ingest import ingest
 from streamproc.models import load_model
 from streamproc.synth import Mixture
 

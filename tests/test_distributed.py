@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import zarr
 
-from streamproc.classify import classify
-from streamproc.fit import FitOptions, fit
-from streamproc.ingest import ingest
+from streamproc._classify import classify
+from streamproc._fit import FitOptions, fit
+from streamproc._ingest import ingest
 from streamproc.synth import Mixture
 
 DASK = str(Path(sys.executable).with_name("dask"))

@@ -13,8 +13,8 @@ from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.metrics import adjusted_rand_score, davies_bouldin_score
 from sklearn.preprocessing import StandardScaler
 
-from streamproc.fit import FitOptions, fit
-from streamproc.ingest import ingest
+from streamproc._fit import FitOptions, fit
+from streamproc._ingest import ingest
 from streamproc.models import load_model
 from streamproc.pca import StreamingPCA
 from streamproc.synth import Mixture

@@ -186,7 +186,7 @@ def _ingest_peak(tmp_path, rows, dim=256):
     """Traced peak memory of ingesting a .npy of ``rows`` x ``dim`` float32."""
     import tracemalloc
 
-    from streamproc.ingest import ingest
+    from streamproc._ingest import ingest
 
     path = tmp_path / f"big{rows}.npy"
     data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))

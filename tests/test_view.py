@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from streamproc.fit import FitOptions, fit
-from streamproc.ingest import ingest
+from streamproc._fit import FitOptions, fit
+from streamproc._ingest import ingest
 from streamproc.keywords import KeywordCounter
 from streamproc.neighbours import IVFIndex, place
 from streamproc.synth import Mixture
@@ -81,7 +81,7 @@ def test_project_is_incremental_and_switches_method(cli, store, tmp_path):
 def test_chunked_aggregation_equals_one_canvas():
     import datashader as ds
 
-    from streamproc.render import aggregate_blocks
+    from streamproc._render import aggregate_blocks
 
     rng = np.random.default_rng(1)
     x, y, c = rng.normal(size=20_000), rng.normal(size=20_000), rng.integers(0, 5, 20_000)
@@ -110,7 +110,7 @@ def test_render_png_size_and_colours(cli, store, tmp_path):
     assert image.size == (900, 700)
     left, top, right, bottom = out["plot_area"]
     plot = np.asarray(image)[top:bottom, left:right]
-    from streamproc.render import category_colors
+    from streamproc._render import category_colors
 
     k = out["k"]
     assert k - 1 <= _distinct_colours(plot, category_colors(k)) <= k

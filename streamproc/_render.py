@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from . import progress
-from .classify import classify
+from ._classify import classify
+from ._project import project, projection_path
 from .errors import StreamprocError, UsageError
 from .models import load_model
-from .project import project, projection_path
 from .store import Store
 
 COLORS = ("cluster", "outlier", "batch")
