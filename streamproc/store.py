@@ -172,12 +172,34 @@ class StoreWriter(Store):
             self._writing = True
         arr = self.array(name)
         stop = start + len(values)
+        chunk = arr.chunks[0]
+        if _raw_chunks(arr) and start % chunk == 0:
+            whole = len(values) - len(values) % chunk
+            self._write_raw_chunks(name, arr, start, values[:whole])
+            if whole == len(values):
+                return
+            start, values = start + whole, values[whole:]
         if stop > arr.shape[0]:
             meta = arr.metadata.update_shape((stop, *arr.shape[1:]))
             arr = zarr.Array(AsyncArray(metadata=meta, store_path=arr.store_path, config=arr._async_array.config))
         arr[start:stop] = values
-        chunk = arr.chunks[0]
         self._staged.setdefault(name, set()).update(range(start // chunk, (stop - 1) // chunk + 1))
+
+    def _write_raw_chunks(self, name: str, arr: zarr.Array, start: int, values: np.ndarray) -> None:
+        """Write whole chunks of an uncompressed array straight to their files (temp + rename, as
+        zarr's LocalStore does): the bytes codec stores a chunk as its raw little-endian bytes."""
+        chunk = arr.chunks[0]
+        data = np.ascontiguousarray(values, dtype=arr.dtype.newbyteorder("<"))
+        for offset in range(0, len(data), chunk):
+            index = (start + offset) // chunk
+            key = arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
+            path = self.path / name / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            with open(tmp, "wb") as f:
+                f.write(memoryview(data[offset:offset + chunk]).cast("B"))
+            os.replace(tmp, path)
+            self._staged.setdefault(name, set()).add(index)
 
     def fsync_staged(self) -> None:
         """Make the chunks staged so far durable now (ingest calls it per slice, overlapping the disk
@@ -312,6 +334,16 @@ class StagingQueue:
     def _wait(self, keep: int) -> None:
         while len(self._pending) > keep:
             self._pending.pop(0).result()
+
+
+def _raw_chunks(arr: zarr.Array) -> bool:
+    """True when a chunk file is just the chunk's raw bytes: no compression, regular chunks spanning
+    every trailing dimension, a numeric dtype."""
+    from zarr.codecs import BytesCodec
+
+    codecs = arr.metadata.codecs
+    return (len(codecs) == 1 and isinstance(codecs[0], BytesCodec) and arr.dtype.kind in "fiub"
+            and tuple(arr.chunks[1:]) == tuple(arr.shape[1:]))
 
 
 def _pid_alive(text: str) -> bool:
