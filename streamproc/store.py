@@ -34,6 +34,7 @@ from .manifest import MANIFEST_NAME, Manifest, fsync_dir, read_manifest, write_m
 WRITING_MARKER = ".writing"
 TARGET_CHUNK_BYTES = 4 * 2**20
 READ_THREADS = 4
+WRITE_THREADS = 4
 
 
 def default_chunk_rows(dim: int, itemsize: int) -> int:
@@ -190,16 +191,20 @@ class StoreWriter(Store):
         zarr's LocalStore does): the bytes codec stores a chunk as its raw little-endian bytes."""
         chunk = arr.chunks[0]
         data = np.ascontiguousarray(values, dtype=arr.dtype.newbyteorder("<"))
-        for offset in range(0, len(data), chunk):
+
+        def write(offset: int) -> int:
             index = (start + offset) // chunk
-            key = arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
-            path = self.path / name / key
+            path = self.path / name / arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
             with open(tmp, "wb") as f:
                 f.write(memoryview(data[offset:offset + chunk]).cast("B"))
             os.replace(tmp, path)
-            self._staged.setdefault(name, set()).add(index)
+            return index
+
+        with ThreadPoolExecutor(WRITE_THREADS) as pool:  # file writes release the GIL: several at once
+            indices = list(pool.map(write, range(0, len(data), chunk)))
+        self._staged.setdefault(name, set()).update(indices)
 
     def fsync_staged(self) -> None:
         """Make the chunks staged so far durable now (ingest calls it per slice, overlapping the disk
