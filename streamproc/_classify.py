@@ -18,9 +18,9 @@ import numpy as np
 from .errors import UsageError
 from .model import QUANTILES, Model, gaussian_posterior, logistic_proba
 from .models import load_model
-from .runner import Runner, block_ranges, rows_per_block
+from .runner import Runner
 from .stats import sq_distances
-from .store import StagingQueue, StoreWriter, open_writer
+from .store import StagingQueue, StoreWriter, block_ranges, open_writer, rows_per_block
 
 LABEL_COLUMNS = {"labels": "int32", "distance": "float32", "confidence": "float32", "outlier": "bool"}
 LABEL_CHUNK_ROWS = 65_536

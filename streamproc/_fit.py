@@ -29,8 +29,8 @@ from .errors import StoreError, UsageError
 from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
 from .pca import SOLVERS, StreamingPCA  # noqa: F401
-from .runner import Runner, block_ranges, rows_per_block
-from .store import Store, open_writer
+from .runner import Runner
+from .store import Store, block_ranges, open_writer, rows_per_block
 
 
 @dataclass
@@ -88,10 +88,6 @@ def _pass1_block(block, start, shift, sample_size, total_rows, seed):
     out = stats.moments_chunk(block, shift)
     out.update(stats.sample_chunk(block, start, size=sample_size, total_rows=total_rows, seed=seed))
     return out
-
-
-def _sample_block(block, start, sample_size, total_rows, seed):
-    return stats.sample_chunk(block, start, size=sample_size, total_rows=total_rows, seed=seed)
 
 
 def _reduce_block(block, start, a, b, metric):
@@ -161,7 +157,7 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
         with progress.bar(rows, "pass 1/5 IncrementalPCA") as bar:
             for start, block in store.iter_blocks("vectors", block_rows=max(vector_ranges[0][1], dim)):
                 pca.partial_fit(block.astype(np.float32))
-                part = _sample_block(block, start, sample_size, rows, options.seed)
+                part = stats.sample_chunk(block, start, size=sample_size, total_rows=rows, seed=options.seed)
                 total = part if total is None else stats.combine(total, part)
                 bar.update(len(block))
     sample = stats.sample_finalize(total).astype(np.float32)
@@ -202,7 +198,7 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
         if shift <= options.tol or epoch == options.epochs - 1:
             break  # keep centroid_sets: the labels these epoch sums describe
         centroid_sets = new_sets
-    mean_sets = [total[f"sum{i}"] / np.maximum(total[f"count{i}"], 1)[:, None] for i in range(len(options.ks))]
+    mean_sets = [stats.label_means(total, str(i)) for i in range(len(options.ks))]
 
     # pass 4: Davies-Bouldin and Calinski-Harabasz for every k
     total = runner.reduce_blocks(reduced_path, reduced_ranges, _scores_block, centroid_sets, mean_sets,

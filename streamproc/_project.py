@@ -24,8 +24,8 @@ from .errors import UsageError
 from .model import Model
 from .models import load_model
 from .neighbours import IVFIndex, place
-from .runner import Runner, block_ranges, rows_per_block
-from .store import StagingQueue, Store, open_writer
+from .runner import Runner
+from .store import StagingQueue, Store, block_ranges, open_writer, rows_per_block
 
 METHODS = ("umap", "pca")
 
@@ -69,10 +69,6 @@ def project_block(block: np.ndarray, start: int, model: Model, projection: Proje
     return projection.place(model.reduce(block))
 
 
-def _sample_block(z, start, size, total_rows, seed):
-    return stats.sample_chunk(z, start, size=size, total_rows=total_rows, seed=seed)
-
-
 def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed: int,
                    runner: Runner) -> Projection:
     """Fit the map on a uniform sample of the model's reduced training rows (no lock needed)."""
@@ -82,7 +78,8 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
     rows = model.fit_rows[1]
     chunk = zarr.open_array(reduced, mode="r").chunks[0]
     total = runner.reduce_blocks(reduced, block_ranges(rows, rows_per_block(chunk, model.n_components * 4)),
-                                 _sample_block, min(sample, rows), rows, seed, desc="project: sample")
+                                 stats.sample_chunk, size=min(sample, rows), total_rows=rows, seed=seed,
+                                 desc="project: sample")
     sample_z = stats.sample_finalize(total).astype(np.float32)
     if len(sample_z) < 16:
         raise UsageError(f"--method umap needs at least 16 rows to fit on, the model has {len(sample_z)}")

@@ -127,15 +127,3 @@ class Runner:
                 bar.update(group[-1][1] - group[0][0])
         return total
 
-
-def block_ranges(rows: int, block_rows: int, start: int = 0) -> list[tuple[int, int]]:
-    return [(a, min(a + block_rows, rows)) for a in range(start, rows, block_rows)]
-
-
-def rows_per_block(chunk_rows: int, row_bytes: int, target_bytes: int = 16 * 2**20) -> int:
-    """Whole chunks adding up to about ``target_bytes`` (each chunk is decoded once)."""
-    return chunk_rows * max(1, target_bytes // max(chunk_rows * row_bytes, 1))
-
-
-def as_float32(block: np.ndarray) -> np.ndarray:
-    return block.astype(np.float32, copy=False)

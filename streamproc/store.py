@@ -43,6 +43,15 @@ def default_chunk_rows(dim: int, itemsize: int) -> int:
     return int(max(64, rows - rows % 64))
 
 
+def block_ranges(rows: int, block_rows: int, start: int = 0) -> list[tuple[int, int]]:
+    return [(a, min(a + block_rows, rows)) for a in range(start, rows, block_rows)]
+
+
+def rows_per_block(chunk_rows: int, row_bytes: int, target_bytes: int = 16 * 2**20) -> int:
+    """Whole chunks adding up to about ``target_bytes`` (each chunk is decoded once)."""
+    return chunk_rows * max(1, target_bytes // max(chunk_rows * row_bytes, 1))
+
+
 def committed_lengths(manifest: Manifest) -> dict[str, int]:
     """Every array the manifest vouches for, with its committed row count."""
     lengths = {"vectors": manifest.rows}
@@ -110,7 +119,9 @@ class Store:
         blocks are in memory at a time.
         """
         stop = self.rows if stop is None else stop
-        block_rows = block_rows or self.block_rows(name)
+        if block_rows is None:
+            arr = self.array(name)
+            block_rows = rows_per_block(arr.chunks[0], int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize)
         starts = range(start, stop, block_rows)
         with ThreadPoolExecutor(READ_THREADS) as pool:
             pending = []
@@ -121,13 +132,6 @@ class Store:
                     yield first, future.result()
             for first, future in pending:
                 yield first, future.result()
-
-    def block_rows(self, name: str = "vectors", target_bytes: int = 16 * 2**20) -> int:
-        """Rows per read: whole chunks adding up to about ``target_bytes``."""
-        arr = self.array(name)
-        chunk = arr.chunks[0]
-        row_bytes = int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize if arr.ndim > 1 else 8
-        return chunk * max(1, target_bytes // max(chunk * row_bytes, 1))
 
 
 class StoreWriter(Store):
