@@ -76,8 +76,10 @@ class Mixture:
         rng = np.random.default_rng([self.seed, index])
         labels = rng.choice(self.clusters, size=rows, p=weights).astype(np.int32)
         z = rng.standard_normal((rows, axes.shape[2])).astype(np.float32)
-        x = np.einsum("nr,ndr->nd", z, axes[labels].astype(np.float32), optimize=True)
-        x += means[labels].astype(np.float32)
+        x = means[labels].astype(np.float32)
+        for c in np.unique(labels):  # one matrix product per cluster: its rows' spread along its own axes
+            rows_c = labels == c
+            x[rows_c] += z[rows_c] @ axes[c].T.astype(np.float32)
         x += rng.standard_normal((rows, self.dim), dtype=np.float32) * np.float32(self.noise)
         return x, labels
 

@@ -1,0 +1,146 @@
+"""End to end on more rows than RAM: 10M x 768 (29 GB as float32) on a 24 GiB machine.
+
+Generates the rows batch by batch, ingesting and deleting each generated file before the next (the
+disk holds the store, not a second copy), then fit (k in {8, 12, 16, 20, 24, 32}) -> classify ->
+project (UMAP on a 50k sample, every row placed) -> render. Each step runs in its own subprocess;
+the table gives its wall time and the peak RSS of its process tree. Runs for most of an hour at
+10M rows: start it in the background, never in CI.
+
+    python benchmarks/bench_scale.py [--rows 10000000] [--dtype float32|float16] [--batch-rows 500000]
+
+Each step's result is also appended as a JSON line to ``benchmarks/.data/scale-<rows>-<dtype>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+from _common import DATA, ROOT, commit, gib, run
+
+KS = "8,12,16,20,24,32"
+
+INGEST = """
+import json, sys
+from pathlib import Path
+from streamproc._ingest import ingest
+r = ingest(sys.argv[1], [Path(sys.argv[2])], dtype=sys.argv[3])
+if r.failed:
+    raise SystemExit(r.batches[0].error)
+print(json.dumps({"rows": r.batches[0].rows}))
+"""
+
+FIT = """
+import json, sys
+from streamproc._fit import FitOptions, fit
+from streamproc.kmeans import parse_k_range
+r = fit(sys.argv[1], FitOptions(ks=parse_k_range(sys.argv[2])), activate=True)
+print(json.dumps({"model": r.model.id, "k": r.model.k, "components": r.model.n_components, "seconds": r.seconds}))
+"""
+
+CLASSIFY = """
+import json, sys
+from streamproc._classify import classify
+r = classify(sys.argv[1])
+print(json.dumps({"labelled": r.labelled}))
+"""
+
+PROJECT = """
+import json, sys
+from streamproc._project import project
+r = project(sys.argv[1], method="umap", sample=50_000)
+print(json.dumps(r.to_dict()))
+"""
+
+RENDER = """
+import json, sys
+from streamproc._render import render
+r = render(sys.argv[1], sys.argv[2], width=1200, height=1200)
+print(json.dumps({"rows": r["rows"]}))
+"""
+
+
+def generate(path, mixture, index: int, rows: int) -> None:
+    """One batch file of ``rows`` rows, written 50k rows at a time (the generator's own memory stays small)."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, mixture.dim))
+    for j, start in enumerate(range(0, rows, 50_000)):
+        x, _ = mixture.batch(index * 1000 + j, min(50_000, rows - start))
+        out[start:start + len(x)] = x
+    out.flush()
+    del out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--batch-rows", type=int, default=500_000)
+    parser.add_argument("--keep", action="store_true", help="keep the store afterwards (it is deleted by default)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from streamproc.synth import Mixture
+
+    name = f"scale-{args.rows}-{args.dtype}"
+    store, inbox, log = DATA / name, DATA / f"{name}-inbox", DATA / f"{name}.jsonl"
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.rmtree(inbox, ignore_errors=True)
+    inbox.mkdir(parents=True)
+    log.unlink(missing_ok=True)
+    print(f"bench_scale: {args.rows:,} x {args.dim} {args.dtype} ({args.rows * args.dim * 4 / 1e9:.1f} GB as float32), "
+          f"commit {commit()}")
+    print(f"command: python benchmarks/bench_scale.py --rows {args.rows} --dtype {args.dtype} "
+          f"--batch-rows {args.batch_rows}", flush=True)
+    results = {}
+
+    def record(step: str, r: dict) -> None:
+        results[step] = r
+        with open(log, "a") as f:
+            f.write(json.dumps({"step": step, **r}) + "\n")
+        status = f"failed: {r['error']}" if "error" in r else ""
+        print(f"  {step:9} wall {r['wall']:8.1f} s  peak RSS {gib(r['peak_rss'])}  {status}", flush=True)
+        if "error" in r:
+            raise SystemExit(1)
+
+    mixture = Mixture(dim=args.dim, clusters=20, seed=0)
+    ingest_wall = generate_wall = 0.0
+    ingest_peak = 0
+    for i, start in enumerate(range(0, args.rows, args.batch_rows)):
+        path = inbox / f"batch-{i:05d}.npy"
+        began = time.perf_counter()
+        generate(path, mixture, i, min(args.batch_rows, args.rows - start))
+        generate_wall += time.perf_counter() - began
+        r = run(INGEST, store, path, args.dtype)
+        path.unlink()
+        if "error" in r:
+            record("ingest", r)
+        ingest_wall += r["wall"]
+        ingest_peak = max(ingest_peak, r["peak_rss"])
+        print(f"    batch {i}: {start + r['rows']:,} rows stored, {r['wall']:.1f} s, "
+              f"{shutil.disk_usage(DATA).free / 1e9:.0f} GB free", flush=True)
+    print(f"  (generating the rows took {generate_wall:.0f} s, not counted)")
+    record("ingest", {"wall": ingest_wall, "peak_rss": ingest_peak, "batches": i + 1})
+    record("fit", run(FIT, store, KS))
+    record("classify", run(CLASSIFY, store))
+    record("project", run(PROJECT, store))
+    record("render", run(RENDER, store, DATA / f"{name}.png"))
+
+    size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+    print(f"\nstore on disk: {size / 1e9:.1f} GB; model k={results['fit'].get('k')}, "
+          f"{results['fit'].get('components')} components")
+    print(f"| step | wall s | rows/s | peak RSS |\n|---|---|---|---|")
+    for step, r in results.items():
+        print(f"| {step} | {r['wall']:.1f} | {args.rows / r['wall']:,.0f} | {gib(r['peak_rss'])} |")
+    shutil.rmtree(inbox, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(store, ignore_errors=True)
+    os.sync()
+
+
+if __name__ == "__main__":
+    main()
