@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -44,14 +45,14 @@ class IngestReport:
         return {"rows": self.rows, "batches": [asdict(b) for b in self.batches]}
 
 
-def expand_paths(paths: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+def expand_paths(paths: list[str | os.PathLike], formats: tuple[str, ...] = FORMATS) -> tuple[list[Path], list[Path]]:
     """Files to ingest (directories expanded, sorted, non-recursive) and files skipped for their extension."""
     files, skipped = [], []
     for p in map(Path, paths):
         if p.is_dir():
             for child in sorted(p.iterdir()):
                 if child.is_file() and not child.name.startswith("."):
-                    (files if child.suffix.lower() in FORMATS else skipped).append(child)
+                    (files if child.suffix.lower() in formats else skipped).append(child)
         else:
             files.append(p)
     return files, skipped
@@ -77,20 +78,44 @@ def ingest(
     wait: float = 0.0,
 ) -> IngestReport:
     """Ingest every file of ``paths`` into the store at ``store_path`` (created on first use)."""
+    options_key = read_options.key() + (";drop_nonfinite" if drop_nonfinite else "")
+    return ingest_files(store_path, paths, lambda path: read_slices(path, read_options), options_key,
+                        formats=FORMATS, dtype=dtype, chunk_rows=chunk_rows, drop_nonfinite=drop_nonfinite,
+                        min_age=min_age, wait=wait)
+
+
+def ingest_files(
+    store_path: str | os.PathLike,
+    paths: list[str | os.PathLike],
+    read: Callable[[Path], Iterator[Slice]],
+    options_key: str,
+    *,
+    formats: tuple[str, ...],
+    dtype: str = "float32",
+    chunk_rows: int | None = None,
+    drop_nonfinite: bool = False,
+    min_age: float = 0.0,
+    wait: float = 0.0,
+    check: Callable[[StoreWriter], None] | None = None,
+) -> IngestReport:
+    """The commit loop shared by ``ingest`` and ``embed``: each file of ``paths`` becomes one batch,
+    its rows read by ``read(path)``; ``options_key`` (the options that change the rows) is part of
+    a batch's identity. ``check(writer)`` may refuse the store once it is locked."""
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if chunk_rows is not None and chunk_rows < 1:
         raise UsageError(f"--chunk-rows must be at least 1, got {chunk_rows}")
-    files, skipped = expand_paths(paths)
+    files, skipped = expand_paths(paths, formats)
     for path in skipped:
-        progress.warn(f"{path}: skipped, not one of {', '.join(FORMATS)}")
+        progress.warn(f"{path}: skipped, not one of {', '.join(formats)}")
     store_path = Path(store_path)
     existed = store_path.exists()
-    options_key = read_options.key() + (";drop_nonfinite" if drop_nonfinite else "")
     results = []
     with open_writer(store_path, wait=wait, create=True) as writer:
+        if check is not None:
+            check(writer)
         for path in files:
-            result = _ingest_file(writer, path, read_options, options_key, dtype=dtype, chunk_rows=chunk_rows,
+            result = _ingest_file(writer, path, read, options_key, dtype=dtype, chunk_rows=chunk_rows,
                                   drop_nonfinite=drop_nonfinite, min_age=min_age)
             results.append(result)
         rows = writer.manifest.rows if writer.manifest else 0
@@ -99,7 +124,8 @@ def ingest(
     return IngestReport(rows=rows, batches=results)
 
 
-def _ingest_file(writer: StoreWriter, path: Path, read_options: ReadOptions, options_key: str, **kw) -> BatchResult:
+def _ingest_file(writer: StoreWriter, path: Path, read: Callable[[Path], Iterator[Slice]], options_key: str,
+                 **kw) -> BatchResult:
     source = str(path.resolve()) if path.exists() else str(path)
     try:
         stat = path.stat()
@@ -121,7 +147,7 @@ def _ingest_file(writer: StoreWriter, path: Path, read_options: ReadOptions, opt
             if duplicate:
                 return BatchResult(str(path), "duplicate", id=duplicate.id, rows=duplicate.rows)
         try:
-            rows, dropped = _stage_file(writer, path, read_options, dtype=kw["dtype"], chunk_rows=kw["chunk_rows"],
+            rows, dropped = _stage_file(writer, path, read(path), dtype=kw["dtype"], chunk_rows=kw["chunk_rows"],
                                         drop_nonfinite=kw["drop_nonfinite"])
         except InputError as exc:
             writer.abort()
@@ -142,7 +168,7 @@ def _duplicate_of(manifest, sha: str, options_key: str) -> Batch | None:
     return next((b for b in manifest.batches if (b.sha256, b.options) == (sha, options_key)), None)
 
 
-def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, dtype, chunk_rows,
+def _stage_file(writer: StoreWriter, path: Path, pieces: Iterator[Slice], *, dtype, chunk_rows,
                 drop_nonfinite) -> tuple[int, int]:
     """Validate ``path`` slice by slice and stage its rows past the committed end. Returns (rows, dropped)."""
     start = writer.manifest.rows if writer.manifest else 0
@@ -150,7 +176,7 @@ def _stage_file(writer: StoreWriter, path: Path, read_options: ReadOptions, *, d
     seen_ids: set[str] = set()
     def checked_slices():
         nonlocal dropped, start
-        for piece in read_slices(path, read_options):
+        for piece in pieces:
             piece, n_dropped = _validated(piece, path, writer, drop_nonfinite, seen_ids)
             dropped += n_dropped
             if writer.manifest is None:

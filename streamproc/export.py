@@ -47,10 +47,10 @@ def export_labels(store_path: str | os.PathLike, output: str | os.PathLike, *, m
             for a in range(start, watermark, BLOCK_ROWS):
                 b = min(a + BLOCK_ROWS, watermark)
                 rows = np.arange(a, b)
-                ids = store.read("ids", a, b).astype(str) if store.has_column("ids") else np.full(b - a, "")
+                ids = store.read("ids", a, b).tolist() if store.has_column("ids") else [""] * (b - a)
                 prefix = f"models/{model_id}/"
                 table = pa.table({
-                    "model": pa.array(np.full(b - a, model_id)), "id": pa.array(ids), "row": pa.array(rows),
+                    "model": pa.array(np.full(b - a, model_id)), "id": pa.array(ids, pa.string()), "row": pa.array(rows),
                     "batch": pa.array(batch_ids[np.searchsorted(batch_starts, rows, side="right") - 1]),
                     "label": pa.array(store.read(prefix + "labels", a, b)),
                     "distance": pa.array(store.read(prefix + "distance", a, b)),

@@ -79,8 +79,13 @@ def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, mo
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, output)
+    clusters = [{"label": c, "size": int(summary["sizes"][c]), "mean_distance": float(summary["mean_distance"][c]),
+                 "outliers": int(summary["outliers"][c]),
+                 "representatives": [view.get("id", view["row"]) for view in summary["representatives"][c]],
+                 "keywords": [w for w, _ in summary["keywords"][c]] if summary["keywords"] else None}
+                for c in range(model.k)]
     return {"output": str(output), "model": model.id, "rows": rows, "k": model.k,
-            "keywords": summary["keywords"] is not None}
+            "keywords": summary["keywords"] is not None, "clusters": clusters}
 
 
 def _html(store, model, rows, png64, s) -> str:
