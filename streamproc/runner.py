@@ -53,7 +53,24 @@ def _worker_name() -> str:
 
 
 def _run_block(path: str, start: int, stop: int, fn: Callable, args: tuple, kwargs: dict):
+    _hold_hook()
     return fn(_read(path, start, stop), start, *args, **kwargs), _worker_name()
+
+
+def _hold_hook() -> None:
+    """Test-only: with STREAMPROC_TEST_HOLD_TASKS=FOLDER (set on the workers), each task announces
+    itself as FOLDER/started-<pid>-<n> and waits until FOLDER/go exists, so a test can kill a worker
+    while a pass is open."""
+    folder = os.environ.get("STREAMPROC_TEST_HOLD_TASKS")
+    if not folder or Path(folder, "go").exists():
+        return
+    import tempfile
+    import time
+
+    tempfile.NamedTemporaryFile(dir=folder, prefix=f"started-{os.getpid()}-", delete=False).close()
+    deadline = time.monotonic() + 120
+    while not Path(folder, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _combine_results(*results):
@@ -88,7 +105,14 @@ class Runner:
 
     def _compute(self, tasks: list):
         if self._client is not None:
-            return self._client.gather(self._client.compute(tasks))
+            from distributed import KilledWorker
+
+            try:
+                return self._client.gather(self._client.compute(tasks))
+            except KilledWorker as exc:
+                raise StreamprocError(f"a Dask worker died while running a task ({exc.args[0] if exc.args else exc}) "
+                                      "and the scheduler gave up on it; nothing of this run was committed: run it again"
+                                      ) from None
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):  # Dask threads x BLAS threads <= cores

@@ -1,7 +1,10 @@
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import jsonschema
@@ -76,3 +79,56 @@ def npy_batches(tmp_path):
         np.save(folder / f"b{i}.npy", a)
         arrays.append(a)
     return folder, np.concatenate(arrays)
+
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def dask_cluster(logs: Path, *, workers: int = 2, nanny: bool = True, scheduler_env: dict | None = None,
+                 worker_env: dict | None = None):
+    """A real ``dask scheduler`` and ``workers`` x ``dask worker`` (one thread each) as processes on
+    127.0.0.1. Yields ``(address, worker processes)``."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0", "--no-show"],
+                              stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT,
+                              env={**env, **(scheduler_env or {})})]
+    worker_procs = []
+    for i in range(workers):
+        args = [DASK, "worker", address, "--nthreads", "1", "--memory-limit", "2GB", "--name", f"w{i}",
+                "--no-dashboard", *([] if nanny else ["--no-nanny"])]
+        worker_procs.append(subprocess.Popen(args, stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT,
+                                             env={**env, **(worker_env or {})}))
+    procs += worker_procs
+    from distributed import Client
+
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with Client(address, timeout="2s") as client:
+                    if len(client.scheduler_info()["workers"]) == workers:
+                        break
+            except OSError:
+                pass
+            assert time.time() < deadline, (logs / "worker0.log").read_text()
+            time.sleep(0.5)
+        yield address, worker_procs
+    finally:
+        for p in reversed(procs):  # workers first, then the scheduler
+            if p.poll() is None:
+                p.terminate()
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

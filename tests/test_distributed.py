@@ -1,60 +1,20 @@
 """fit and classify on a real dask.distributed cluster: a scheduler and two workers as processes."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
 import zarr
+from conftest import dask_cluster
 
 from streamproc._classify import classify
 from streamproc._fit import FitOptions, fit
 from streamproc._ingest import ingest
 from streamproc.synth import Mixture
 
-DASK = str(Path(sys.executable).with_name("dask"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("dask-logs")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0", "--no-show"],
-                              stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT, env=env)]
-    for i in range(2):
-        procs.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--memory-limit", "2GB",
-                                       "--name", f"w{i}", "--no-dashboard"],
-                                      stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT, env=env))
-    from distributed import Client
-
-    deadline = time.time() + 60
-    while True:
-        try:
-            with Client(address, timeout="2s") as client:
-                if len(client.scheduler_info()["workers"]) == 2:
-                    break
-        except OSError:
-            pass
-        assert time.time() < deadline, (logs / "worker0.log").read_text()
-        time.sleep(0.5)
-    yield address
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=30)
+    with dask_cluster(tmp_path_factory.mktemp("dask-logs")) as (address, _workers):
+        yield address
 
 
 @pytest.fixture(scope="module")
