@@ -133,7 +133,7 @@ def main():
     size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
     print(f"\nstore on disk: {size / 1e9:.1f} GB; model k={results['fit'].get('k')}, "
           f"{results['fit'].get('components')} components")
-    print(f"| step | wall s | rows/s | peak RSS |\n|---|---|---|---|")
+    print("| step | wall s | rows/s | peak RSS |\n|---|---|---|---|")
     for step, r in results.items():
         print(f"| {step} | {r['wall']:.1f} | {args.rows / r['wall']:,.0f} | {gib(r['peak_rss'])} |")
     shutil.rmtree(inbox, ignore_errors=True)
