@@ -87,8 +87,8 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
     if path is None or rows == 0:
         raise StreamprocError(f"{store.path}: model {model.id} has no labelled, projected rows to draw")
     lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
-    for a in range(0, rows, BLOCK_ROWS):
-        xy = store.read(path, a, min(a + BLOCK_ROWS, rows))
+    for _, _, got in store.iter_rows([path], 0, rows, BLOCK_ROWS):
+        xy = got[path]
         lo, hi = np.minimum(lo, xy.min(axis=0)), np.maximum(hi, xy.max(axis=0))
     pad = (hi - lo) * 0.02 + 1e-9
     plot_w, plot_h = width - LEGEND_WIDTH, height - TITLE_HEIGHT
@@ -98,12 +98,12 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
 
     def blocks(only_outliers=False):
         with progress.bar(rows, "render") as bar:
-            for a in range(0, rows, BLOCK_ROWS):
-                b = min(a + BLOCK_ROWS, rows)
-                xy = store.read(path, a, b)
+            outlier = f"models/{model.id}/outlier"
+            for a, b, got in store.iter_rows([path, outlier] if only_outliers else [path], 0, rows, BLOCK_ROWS):
+                xy = got[path]
                 codes = _categories(store, model.id, color, a, b)[0]
                 if only_outliers:
-                    keep = store.read(f"models/{model.id}/outlier", a, b)
+                    keep = got[outlier]
                     xy, codes = xy[keep], np.zeros(int(keep.sum()), dtype=np.int64)
                 bar.update(b - a)
                 yield xy[:, 0], xy[:, 1], codes

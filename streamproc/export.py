@@ -10,7 +10,7 @@ import numpy as np
 from .errors import StreamprocError, UsageError
 from .manifest import check_name
 from .models import resolve_model_id
-from .store import Store
+from .store import LABEL_ARRAYS, Store
 
 COLUMNS = ("model", "id", "row", "batch", "label", "distance", "confidence", "outlier")
 BLOCK_ROWS = 262_144
@@ -44,18 +44,18 @@ def export_labels(store_path: str | os.PathLike, output: str | os.PathLike, *, m
     try:
         writer = _open_writer(tmp, schema, fmt)
         try:
-            for a in range(start, watermark, BLOCK_ROWS):
-                b = min(a + BLOCK_ROWS, watermark)
+            prefix = f"models/{model_id}/"
+            columns = [prefix + name for name in LABEL_ARRAYS] + (["ids"] if store.has_column("ids") else [])
+            for a, b, got in store.iter_rows(columns, start, watermark, BLOCK_ROWS):
                 rows = np.arange(a, b)
-                ids = store.read("ids", a, b).tolist() if store.has_column("ids") else [""] * (b - a)
-                prefix = f"models/{model_id}/"
+                ids = got["ids"].tolist() if "ids" in got else [""] * (b - a)
                 table = pa.table({
                     "model": pa.array(np.full(b - a, model_id)), "id": pa.array(ids, pa.string()), "row": pa.array(rows),
                     "batch": pa.array(batch_ids[np.searchsorted(batch_starts, rows, side="right") - 1]),
-                    "label": pa.array(store.read(prefix + "labels", a, b)),
-                    "distance": pa.array(store.read(prefix + "distance", a, b)),
-                    "confidence": pa.array(store.read(prefix + "confidence", a, b)),
-                    "outlier": pa.array(store.read(prefix + "outlier", a, b)),
+                    "label": pa.array(got[prefix + "labels"]),
+                    "distance": pa.array(got[prefix + "distance"]),
+                    "confidence": pa.array(got[prefix + "confidence"]),
+                    "outlier": pa.array(got[prefix + "outlier"]),
                 }, schema=schema)
                 writer.write_table(table)
                 written += b - a

@@ -31,13 +31,13 @@ def cluster_summary(store: Store, model, rows: int, *, lang: str) -> dict:
     best_row = np.full((k, REPRESENTATIVES), -1, np.int64)
     keywords = KeywordCounter(k, lang) if store.has_column("texts") else None
     with progress.bar(rows, "report") as bar:
-        for a in range(0, rows, BLOCK_ROWS):
-            b = min(a + BLOCK_ROWS, rows)
-            labels = store.read(f"{base}/labels", a, b).astype(np.int64)
-            distance = store.read(f"{base}/distance", a, b).astype(np.float64)
+        columns = [f"{base}/labels", f"{base}/distance", f"{base}/outlier"] + (["texts"] if keywords else [])
+        for a, b, got in store.iter_rows(columns, 0, rows, BLOCK_ROWS):
+            labels = got[f"{base}/labels"].astype(np.int64)
+            distance = got[f"{base}/distance"].astype(np.float64)
             sizes += np.bincount(labels, minlength=k)
             dist_sum += np.bincount(labels, weights=distance, minlength=k)
-            outliers += np.bincount(labels, weights=store.read(f"{base}/outlier", a, b), minlength=k).astype(np.int64)
+            outliers += np.bincount(labels, weights=got[f"{base}/outlier"], minlength=k).astype(np.int64)
             for c in np.unique(labels):
                 mine = np.flatnonzero(labels == c)
                 d = np.concatenate([best_d[c], distance[mine]])
@@ -45,7 +45,7 @@ def cluster_summary(store: Store, model, rows: int, *, lang: str) -> dict:
                 keep = np.argsort(d, kind="stable")[:REPRESENTATIVES]
                 best_d[c], best_row[c] = d[keep], r[keep]
             if keywords is not None:
-                keywords.update(store.read("texts", a, b).tolist(), labels.tolist())
+                keywords.update(got["texts"].tolist(), labels.tolist())
             bar.update(b - a)
     reps = [[_row_view(store, int(r), float(d)) for r, d in zip(rs, ds) if r >= 0] for rs, ds in zip(best_row, best_d)]
     return {"sizes": sizes, "mean_distance": dist_sum / np.maximum(sizes, 1), "outliers": outliers,

@@ -134,6 +134,22 @@ class Store:
                 yield first, future.result()
 
 
+    def iter_rows(self, names: list[str], start: int, stop: int, block_rows: int
+                  ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        """Yield ``(a, b, {name: rows [a, b) of name})`` for row-aligned arrays, block by block, the
+        next block's arrays read on threads while the caller works on this one."""
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            pending = []
+            for a in range(start, stop, block_rows):
+                b = min(a + block_rows, stop)
+                pending.append((a, b, {name: pool.submit(self.read, name, a, b) for name in names}))
+                if len(pending) > 1:
+                    first, last, futures = pending.pop(0)
+                    yield first, last, {name: f.result() for name, f in futures.items()}
+            for first, last, futures in pending:
+                yield first, last, {name: f.result() for name, f in futures.items()}
+
+
 class StoreWriter(Store):
     """The one writer of a store, holding its lock. Stage rows, then :meth:`commit`."""
 
