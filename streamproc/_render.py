@@ -111,6 +111,8 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
     colors = category_colors(n_cat) if color != "outlier" else ["#9aa5b1", "#e0301e"]
     agg = aggregate_blocks(blocks(), canvas, n_cat)
     image = tf.shade(agg, color_key=colors, how="eq_hist", min_alpha=140)
+    # isolated points grow to a few pixels (a sparse map stays visible); dense areas are left as they are
+    image = tf.dynspread(image, threshold=0.5, max_px=3)
     # outliers on top, so they stay visible however many inliers share their pixels
     outliers = aggregate_blocks(blocks(only_outliers=True), canvas, 1)
     if outliers is not None and outliers.values.sum():
