@@ -1,5 +1,11 @@
 """Shared benchmark helpers: run a contender in its own subprocess, measure wall time and the peak
-RSS of its whole process tree (sampled every 50 ms), and build the 1M x 768 data once."""
+memory of its process tree (sampled every 50 ms), and build the 1M x 768 data once.
+
+The memory of a tree is the RSS of the contender's process plus the USS (private memory) of each
+of its children. Summing the children's RSS instead counts pages a forked child shares with its
+parent twice: a short-lived ``lscpu`` that joblib forks from a 1 GiB process made one run read
+1.98 GiB for a process that never held more than 1.01 GiB.
+"""
 
 from __future__ import annotations
 
@@ -24,11 +30,7 @@ def run(code: str, *args: str, env: dict | None = None) -> dict:
                         text=True, env={**os.environ, **(env or {})}, cwd=ROOT)
     peak = 0
     while proc.poll() is None:
-        try:
-            tree = [proc, *proc.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
+        peak = max(peak, tree_memory(proc))
         time.sleep(0.05)
     out, err = proc.communicate()
     wall = time.perf_counter() - began
@@ -37,6 +39,21 @@ def run(code: str, *args: str, env: dict | None = None) -> dict:
     lines = [line for line in out.strip().splitlines() if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {}
     return {**result, "wall": wall, "peak_rss": peak}
+
+
+def tree_memory(proc: psutil.Process) -> int:
+    """RSS of ``proc`` plus the private memory (USS) of its children, in bytes."""
+    try:
+        total = proc.memory_info().rss
+        children = proc.children(recursive=True)
+    except psutil.Error:
+        return 0
+    for child in children:
+        try:
+            total += child.memory_full_info().uss
+        except psutil.Error:
+            pass  # gone already
+    return total
 
 
 def gib(n: float) -> str:

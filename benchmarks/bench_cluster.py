@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from _common import DATA, ROOT, commit, gib, run, store_path
+from _common import DATA, ROOT, commit, gib, run, store_path, tree_memory
 
 FIT = """
 import json, sys
@@ -38,7 +38,8 @@ print(json.dumps({"labelled": r.labelled, "workers": r.workers}))
 
 
 class PeakSampler:
-    """Peak RSS of each of some processes (with their children), sampled every 50 ms in a thread."""
+    """Peak memory of each of some processes (with their children, see ``tree_memory``), sampled
+    every 50 ms in a thread."""
 
     def __init__(self, procs: dict[str, int]):
         self.procs = {name: psutil.Process(pid) for name, pid in procs.items()}
@@ -49,11 +50,7 @@ class PeakSampler:
     def _loop(self):
         while not self._stop.is_set():
             for name, proc in self.procs.items():
-                try:
-                    rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
-                    self.peaks[name] = max(self.peaks[name], rss)
-                except psutil.Error:
-                    pass
+                self.peaks[name] = max(self.peaks[name], tree_memory(proc))
             time.sleep(0.05)
 
     def __enter__(self):
