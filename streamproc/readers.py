@@ -266,16 +266,23 @@ def _side_columns(table, options: ReadOptions, path: Path, row: int) -> dict:
 
 
 # ---- .csv -------------------------------------------------------------------------------------
-def _read_csv(path: Path, options: ReadOptions) -> Iterator[Slice]:
+def csv_header(path: Path) -> list[str]:
+    """The column names of a UTF-8 CSV (its first line)."""
     import pandas as pd
 
-    side = [c for c in (options.id_column, options.text_column) if c]
     try:
-        header = pd.read_csv(path, nrows=0, encoding="utf-8").columns.tolist()
+        return pd.read_csv(path, nrows=0, encoding="utf-8").columns.tolist()
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file; expected a header row and data rows") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise InputError(f"{path}: not readable as UTF-8 CSV ({exc})") from None
+
+
+def _read_csv(path: Path, options: ReadOptions) -> Iterator[Slice]:
+    import pandas as pd
+
+    side = [c for c in (options.id_column, options.text_column) if c]
+    header = csv_header(path)
     if all(_looks_numeric(h) for h in header):
         raise InputError(f"{path}: line 1 looks like data; a header row naming the columns is required")
     for option, name in (("--id-column", options.id_column), ("--text-column", options.text_column),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .readers import csv_header
 
 TEXT_FORMATS = (".csv", ".jsonl", ".parquet")
 SLICE_TEXTS = 2048
@@ -64,13 +65,7 @@ def _ids(values, path: Path, row: int, name: str) -> np.ndarray:
 def _read_csv(path: Path, text_column: str, id_column: str | None, rows: int) -> Iterator[TextSlice]:
     import pandas as pd
 
-    try:
-        header = pd.read_csv(path, nrows=0, encoding="utf-8").columns.tolist()
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file; expected a header row and data rows") from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: not readable as UTF-8 CSV ({str(exc).splitlines()[0]})") from None
-    _missing(path, header, text_column, id_column)
+    _missing(path, csv_header(path), text_column, id_column)
     columns = [c for c in (text_column, id_column) if c]
     row = 0
     try:
