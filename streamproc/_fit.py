@@ -45,7 +45,8 @@ class FitOptions:
     epochs: int = 5
     tol: float = 1e-4
     seed: int = 0
-    sample: int = 20_000
+    sample: int = 10_000
+    restarts: int = 10
     classifier: str = "softmax"
     block_bytes: int = 16 * 2**20  # rows read per task: whole chunks adding up to about this
 
@@ -60,8 +61,8 @@ class FitOptions:
             raise UsageError(f"--variance must be in (0, 1], got {self.variance}")
         if self.select not in ("db", "ch"):
             raise UsageError("--select must be db or ch")
-        if self.epochs < 1 or self.sample < 2:
-            raise UsageError("--epochs must be >= 1 and --sample >= 2")
+        if self.epochs < 1 or self.sample < 2 or self.restarts < 1:
+            raise UsageError("--epochs and --restarts must be >= 1 and --sample >= 2")
 
 
 @dataclass
@@ -97,17 +98,12 @@ def _reduce_block(block, start, a, b, metric):
 
 
 def _scores_block(z, start, centroid_sets, mean_sets):
-    z = z.astype(np.float32, copy=False)
-    out = {}
-    for i, (c, m) in enumerate(zip(centroid_sets, mean_sets)):
-        out.update(stats.scores_chunk(z, c.astype(np.float32), m, key=str(i)))
-    return out
+    return stats.scores_chunk(z.astype(np.float32, copy=False), [c.astype(np.float32) for c in centroid_sets],
+                              mean_sets)
 
 
 def _histogram_block(z, start, centroids, upper, metric):
-    sq = stats.sq_distances(z.astype(np.float32, copy=False), centroids.astype(np.float32))
-    labels = sq.argmin(axis=1)
-    best = sq[np.arange(len(z)), labels]
+    [(labels, best)] = stats.nearest_in_sets(z.astype(np.float32, copy=False), [centroids.astype(np.float32)])
     distances = best / 2.0 if metric == "cosine" else np.sqrt(best)
     return stats.histogram_chunk(distances, labels, upper)
 
@@ -187,8 +183,8 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     # pass 3: k-means for every k
     reduced_ranges = block_ranges(rows, rows_per_block(reduced.chunks[0], draft.n_components * 4,
                                                        options.block_bytes // 4))
-    centroid_sets = [kmeans.init_centroids(sample_z, k, seed=options.seed, metric=options.metric)
-                     for k in options.ks]
+    centroid_sets = kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
+                                              restarts=options.restarts)
     feature_variance = (1.0 / draft.n_components if options.metric == "cosine"
                         else float((pca.explained_variance_ * scale**2).mean()))
     for epoch in range(options.epochs):

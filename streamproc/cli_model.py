@@ -33,8 +33,10 @@ def scheduler_option(fn):
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Most k-means passes.")
 @click.option("--tol", type=float, default=1e-4, show_default=True,
               help="Stop k-means when no centroid moves more than this (relative to the cluster spread).")
-@click.option("--sample", type=click.IntRange(min=2), default=20_000, show_default=True,
+@click.option("--sample", type=click.IntRange(min=2), default=10_000, show_default=True,
               help="Rows in the uniform sample that seeds k-means.")
+@click.option("--restarts", type=click.IntRange(min=1), default=10, show_default=True,
+              help="k-means++ runs on the sample per k; the lowest-inertia one seeds the full passes.")
 @click.option("--classifier", type=click.Choice(["softmax", "logistic"]), default="softmax", show_default=True,
               help="Confidence model for classify: Gaussian posterior over distances, or a logistic "
                    "regression on the distance vector.")
@@ -44,7 +46,7 @@ def scheduler_option(fn):
 @wait_option
 @reporting
 def fit_command(store, k_range, variance, components, pca_solver, scaling, metric, select, epochs, tol, sample,
-                classifier, seed, activate, scheduler, wait):
+                restarts, classifier, seed, activate, scheduler, wait):
     """Fit PCA + k-means for every k on STORE's vectors, pick k, and save the model in STORE.
 
     Reads the rows committed when it starts, without the lock (ingest can go on meanwhile); takes
@@ -65,7 +67,7 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
         raise UsageError(str(exc)) from None
     options = FitOptions(variance=variance, n_components=components, solver=pca_solver, scaling=scaling,
                          metric=metric, ks=ks, select=select, epochs=epochs, tol=tol, seed=seed, sample=sample,
-                         classifier=classifier)
+                         restarts=restarts, classifier=classifier)
     result = fit(store, options, scheduler=scheduler, activate=activate, wait=wait)
     data = result.to_dict()
     m = result.model

@@ -87,52 +87,118 @@ def sq_distances(z: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0, out=d)
 
 
+STACK_COLUMNS = 512  # centroids in one matrix product: bounds the rows x centroids temporaries
+
+
+def _stacks(sizes: list[int]) -> list[list[int]]:
+    """Consecutive groups of set indices holding at most STACK_COLUMNS centroids (or one larger set)."""
+    groups, total = [], 0
+    for i, k in enumerate(sizes):
+        if not groups or total + k > STACK_COLUMNS:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += k
+    return groups
+
+
+def _offsets(sets: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum([len(s) for s in sets])])
+
+
+def nearest_in_sets(z: np.ndarray, centroid_sets: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each set of centroids: every row's nearest centroid and its squared distance to it.
+
+    The sets are stacked into one matrix product (a k = 8..32 product alone is too skinny to keep
+    BLAS busy), and the rows' own norms, which do not change which centroid is nearest, are added
+    only to the chosen distances."""
+    norms = np.einsum("ij,ij->i", z, z)
+    rows = np.arange(len(z))
+    out = []
+    for group in _stacks([len(c) for c in centroid_sets]):
+        sets = [centroid_sets[i] for i in group]
+        stacked = np.concatenate(sets).astype(z.dtype, copy=False)
+        partial = z @ stacked.T
+        partial *= -2.0
+        partial += (stacked * stacked).sum(axis=1)
+        offsets = _offsets(sets)
+        for i in range(len(sets)):
+            part = partial[:, offsets[i]:offsets[i + 1]]
+            labels = part.argmin(axis=1)
+            out.append((labels, np.maximum(part[rows, labels] + norms, 0.0)))
+    return out
+
+
+def _labelled_sq_distances(z: np.ndarray, label_sets: list[np.ndarray], point_sets: list[np.ndarray]) -> list:
+    """For each set: the squared distance of every row to the point its label names."""
+    norms = np.einsum("ij,ij->i", z, z)
+    rows = np.arange(len(z))
+    out = []
+    for group in _stacks([len(p) for p in point_sets]):
+        sets = [point_sets[i] for i in group]
+        stacked = np.concatenate(sets).astype(z.dtype, copy=False)
+        partial = z @ stacked.T
+        offsets = _offsets(sets)
+        for i, j in enumerate(group):
+            own = offsets[i] + label_sets[j]
+            sq = norms - 2.0 * partial[rows, own] + (stacked[own] ** 2).sum(axis=1)
+            out.append(np.maximum(sq.astype(np.float64), 0.0))
+    return out
+
+
+def _label_sums(z: np.ndarray, label_sets: list[np.ndarray], sizes: list[int]) -> list[np.ndarray]:
+    """For each set: per-label sums of the rows of ``z``, as one dense one-hot matrix product per
+    stack of sets (faster than ``np.add.at`` or a sparse product), in z's precision within a block;
+    blocks add up in float64."""
+    out = []
+    for group in _stacks(sizes):
+        offsets = np.concatenate([[0], np.cumsum([sizes[i] for i in group])])
+        onehot = np.zeros((offsets[-1], len(z)), z.dtype)
+        for i, j in enumerate(group):
+            onehot[offsets[i] + label_sets[j], np.arange(len(z))] = 1
+        sums = (onehot @ z).astype(np.float64)
+        out.extend(sums[offsets[i]:offsets[i + 1]] for i in range(len(group)))
+    return out
+
+
 def lloyd_chunk(z: np.ndarray, centroid_sets: list[np.ndarray]) -> dict:
-    """For each k: per-cluster counts and sums of the rows nearest each centroid, and the inertia."""
+    """For each k (key ``str(i)``): per-cluster counts and sums of the rows nearest each centroid,
+    and the inertia."""
+    nearest = nearest_in_sets(z, centroid_sets)
+    sizes = [len(c) for c in centroid_sets]
+    sums = _label_sums(z, [labels for labels, _ in nearest], sizes)
     out = {}
-    for i, centroids in enumerate(centroid_sets):
-        d = sq_distances(z, centroids)
-        labels = d.argmin(axis=1)
-        k = len(centroids)
+    for i, ((labels, sq), k) in enumerate(zip(nearest, sizes)):
         out[f"count{i}"] = np.bincount(labels, minlength=k)
-        out[f"sum{i}"] = _label_sums(z, labels, k)
-        out[f"inertia{i}"] = float(d[np.arange(len(z)), labels].sum())
+        out[f"sum{i}"] = sums[i]
+        out[f"inertia{i}"] = float(sq.sum(dtype=np.float64))
     return out
 
 
 # ---- Davies-Bouldin and Calinski-Harabasz, exactly as scikit-learn computes them -------------
-def scores_chunk(z: np.ndarray, centroids: np.ndarray, means: np.ndarray, key: str = "") -> dict:
-    """With labels = nearest of ``centroids``: per-cluster count, sum of distances and of squared
-    distances to the cluster ``means`` (the means of those labels), and each cluster's largest
-    distance to its centroid."""
-    labels = sq_distances(z, centroids).argmin(axis=1)
-    return labelled_scores_chunk(z, labels, means, key=key, centroids=centroids)
-
-
-def labelled_scores_chunk(z: np.ndarray, labels: np.ndarray, means: np.ndarray, *, key: str = "",
-                          centroids: np.ndarray | None = None) -> dict:
-    k = len(means)
-    diff = z - means.astype(z.dtype)[labels]  # float32 blocks stay float32; float64 input stays exact
-    sq = np.einsum("ij,ij->i", diff, diff).astype(np.float64)
-    out = {
-        f"count{key}": np.bincount(labels, minlength=k),
-        f"dist{key}": np.bincount(labels, weights=np.sqrt(sq), minlength=k),
-        f"sqdist{key}": np.bincount(labels, weights=sq, minlength=k),
-        f"sum{key}": _label_sums(z, labels, k),
-    }
-    if centroids is not None:
-        to_centroid = np.sqrt(sq_distances(z, centroids)[np.arange(len(z)), labels])
-        out[f"max{key}"] = _label_max(to_centroid, labels, k)
+def scores_chunk(z: np.ndarray, centroid_sets: list[np.ndarray], mean_sets: list[np.ndarray]) -> dict:
+    """For each k (key ``str(i)``), with labels = nearest of its centroids: the statistics of
+    :func:`labelled_scores_chunk` and each cluster's largest distance to its centroid."""
+    nearest = nearest_in_sets(z, centroid_sets)
+    out = labelled_scores_chunk(z, [labels for labels, _ in nearest], mean_sets)
+    for i, (labels, sq) in enumerate(nearest):
+        out[f"max{i}"] = _label_max(np.sqrt(sq), labels, len(mean_sets[i]))
     return out
 
 
-def _label_sums(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Per-label sums of the rows of ``z``: a sparse one-hot (k x n) times ``z``, accumulated in float64
-    (far faster than ``np.add.at``, and no n x d temporaries)."""
-    from scipy.sparse import csr_matrix
-
-    onehot = csr_matrix((np.ones(len(labels), z.dtype), (labels, np.arange(len(labels)))), shape=(k, len(labels)))
-    return np.asarray(onehot @ z, dtype=np.float64)  # one block in z's precision; blocks add up in float64
+def labelled_scores_chunk(z: np.ndarray, label_sets: list[np.ndarray], mean_sets: list[np.ndarray]) -> dict:
+    """For each labelling (key ``str(i)``): per-cluster count, sum of rows, and sums of distances
+    and squared distances to the cluster ``means`` (the means of those labels over all rows)."""
+    sizes = [len(m) for m in mean_sets]
+    sq_sets = _labelled_sq_distances(z, label_sets, mean_sets)
+    sums = _label_sums(z, label_sets, sizes)
+    out = {}
+    for i, (labels, sq, k) in enumerate(zip(label_sets, sq_sets, sizes)):
+        out[f"count{i}"] = np.bincount(labels, minlength=k)
+        out[f"dist{i}"] = np.bincount(labels, weights=np.sqrt(sq), minlength=k)
+        out[f"sqdist{i}"] = np.bincount(labels, weights=sq, minlength=k)
+        out[f"sum{i}"] = sums[i]
+    return out
 
 
 def _label_max(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -147,6 +147,22 @@ def test_default_options_on_digits_match_in_memory_sklearn(tmp_path):
     assert ours >= best - 0.05, (ours, best)
 
 
+def test_default_options_on_the_benchmark_generator_match_in_memory_sklearn(tmp_path):
+    """The benchmark's mixture (768-d, 20 clusters, benchmarks/bench_fit.py) at 40k rows: ARI of
+    the default fit is not lower than the in-memory pipeline's with the same scaling (none) by more
+    than 0.05."""
+    ks = [8, 12, 16, 20, 24, 32]
+    x, y = Mixture(dim=768, clusters=20, seed=0).batch(0, 40_000)
+    store = _store(tmp_path, x)
+    model = fit(store, FitOptions(ks=ks)).model
+    ours = adjusted_rand_score(y, model.distances(model.reduce(x)).argmin(axis=1))
+    z = PCA(0.95, random_state=0).fit_transform(x)
+    runs = [(davies_bouldin_score(z, lab), lab) for k in ks
+            for lab in [MiniBatchKMeans(k, random_state=0, n_init=3, batch_size=4096).fit_predict(z)]]
+    reference = adjusted_rand_score(y, min(runs, key=lambda r: r[0])[1])
+    assert ours >= reference - 0.05, (ours, reference)
+
+
 def _fit_peak(tmp_path, batches):
     mix = Mixture(dim=64, clusters=5, seed=4)
     folder = tmp_path / f"in{batches}"

@@ -24,12 +24,36 @@ def data():
 def test_db_and_ch_match_sklearn(data, n_chunks):
     x, labels = data
     means = np.stack([x[labels == c].mean(axis=0) for c in range(6)])
-    parts = [stats.labelled_scores_chunk(x[a:b], labels[a:b], means) for a, b in _chunks(len(x), n_chunks)]
+    parts = [stats.labelled_scores_chunk(x[a:b], [labels[a:b]], [means]) for a, b in _chunks(len(x), n_chunks)]
     total = stats.combine(*parts)
-    np.testing.assert_allclose(stats.label_means(total), means, rtol=1e-10)
-    assert stats.davies_bouldin_finalize(total, means) == pytest.approx(davies_bouldin_score(x, labels), rel=1e-6)
-    assert stats.calinski_harabasz_finalize(total, means) == pytest.approx(
+    np.testing.assert_allclose(stats.label_means(total, "0"), means, rtol=1e-10)
+    assert stats.davies_bouldin_finalize(total, means, "0") == pytest.approx(davies_bouldin_score(x, labels), rel=1e-6)
+    assert stats.calinski_harabasz_finalize(total, means, "0") == pytest.approx(
         calinski_harabasz_score(x, labels), rel=1e-6)
+
+
+def test_lloyd_and_scores_chunks_match_per_set_references(data):
+    """The stacked products give, set by set, what a direct computation gives, also when the
+    sets are split over several products."""
+    x, _ = data
+    rng = np.random.default_rng(0)
+    sets = [x[rng.choice(len(x), k, replace=False)] for k in (2, 5, 9)]
+    for columns in (512, 6):  # one product for all sets; one product per set
+        stats.STACK_COLUMNS, saved = columns, stats.STACK_COLUMNS
+        try:
+            lloyd = stats.lloyd_chunk(x, sets)
+            scores = stats.scores_chunk(x, sets, sets)
+        finally:
+            stats.STACK_COLUMNS = saved
+        for i, c in enumerate(sets):
+            sq = ((x[:, None, :] - c[None]) ** 2).sum(axis=2)
+            labels = sq.argmin(axis=1)
+            np.testing.assert_array_equal(lloyd[f"count{i}"], np.bincount(labels, minlength=len(c)))
+            np.testing.assert_allclose(lloyd[f"sum{i}"], [x[labels == j].sum(axis=0) for j in range(len(c))])
+            assert lloyd[f"inertia{i}"] == pytest.approx(sq.min(axis=1).sum(), rel=1e-9)
+            np.testing.assert_allclose(scores[f"dist{i}"], np.bincount(labels, np.sqrt(sq.min(axis=1)), len(c)))
+            np.testing.assert_allclose(scores[f"max{i}"], [np.sqrt(sq.min(axis=1)[labels == j]).max()
+                                                           for j in range(len(c))])
 
 
 @pytest.mark.parametrize("n_chunks", [1, 4])
