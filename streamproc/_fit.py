@@ -4,8 +4,9 @@ to commit, so cron ingests go on during a long fit.
 
 Passes over the data (each a Dask job over blocks):
   1. vectors: PCA moments + a uniform sample                         (exact PCA: one read)
-  2. vectors: reduced = scale(pca(x)), written once (about 10x smaller than the vectors)
-  3. reduced: Lloyd epochs, every k updated from the same read of each block
+  2. vectors: reduced = scale(pca(x)), written once (about 10x smaller than the vectors), and the
+     first Lloyd epoch for every k (k-means++ on the reduced sample comes before)
+  3. reduced: the other Lloyd epochs, every k updated from the same read of each block
   4. reduced: DB/CH statistics for every k
   5. reduced: distance histograms of the chosen k -> outlier quantiles
 """
@@ -30,7 +31,7 @@ from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
 from .pca import SOLVERS, StreamingPCA  # noqa: F401
 from .runner import Runner
-from .store import Store, block_ranges, open_writer, rows_per_block
+from .store import Store, block_ranges, open_writer, rows_per_block, write_rows
 
 
 @dataclass
@@ -91,10 +92,15 @@ def _pass1_block(block, start, shift, sample_size, total_rows, seed):
     return out
 
 
-def _reduce_block(block, start, a, b, metric):
+def _reduce_block(block, start, a, b, metric, reduced_path, centroid_sets):
+    """Reduce one block of vectors, write it into the staged reduced array (whole chunks: each task
+    owns its rows), and return the first Lloyd epoch's sums for it, from the same read."""
     z = block.astype(np.float32, copy=False) @ a
     z += b
-    return normalize_rows(z) if metric == "cosine" else z
+    if metric == "cosine":
+        z = normalize_rows(z)
+    write_rows(Path(reduced_path), zarr.open_array(reduced_path, mode="r+"), start, z)
+    return kmeans.lloyd_block(z, start, centroid_sets)
 
 
 def _scores_block(z, start, centroid_sets, mean_sets):
@@ -169,27 +175,29 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
                   cluster_sizes=np.zeros(1), cluster_mean_distance=np.zeros(1), noise_variance=0.0, scores=[],
                   params=_params(options), fit_rows=(0, rows))
 
-    # pass 2: write the reduced rows once
+    # k-means++ on the reduced sample, for every k
+    sample_z = draft.reduce(sample)
+    centroid_sets = kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
+                                              restarts=options.restarts)
+
+    # pass 2: write the reduced rows once; the first k-means epoch is summed from the same read
     a, b = draft.affine()
     reduced_path = staging / "reduced"
     reduced = zarr.create_array(reduced_path, shape=(rows, draft.n_components), dtype="float32",
                                 chunks=(vector_ranges[0][1] - vector_ranges[0][0], draft.n_components),
                                 compressors=None, overwrite=True)
-    for start, z in runner.map_blocks(vectors_path, vector_ranges, _reduce_block, a, b, options.metric,
-                                      desc="pass 2/5 reduce"):
-        reduced[start:start + len(z)] = z
-    sample_z = draft.reduce(sample)
+    total = runner.reduce_blocks(vectors_path, vector_ranges, _reduce_block, a, b, options.metric,
+                                 str(reduced_path), centroid_sets, desc="pass 2/5 reduce + k-means epoch 1")
 
-    # pass 3: k-means for every k
+    # pass 3: the other k-means epochs, every k updated from the same read of each block
     reduced_ranges = block_ranges(rows, rows_per_block(reduced.chunks[0], draft.n_components * 4,
                                                        options.block_bytes // 4))
-    centroid_sets = kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
-                                              restarts=options.restarts)
     feature_variance = (1.0 / draft.n_components if options.metric == "cosine"
                         else float((pca.explained_variance_ * scale**2).mean()))
     for epoch in range(options.epochs):
-        total = runner.reduce_blocks(reduced_path, reduced_ranges, kmeans.lloyd_block, centroid_sets,
-                                     desc=f"pass 3/5 k-means epoch {epoch + 1}")
+        if epoch > 0:
+            total = runner.reduce_blocks(reduced_path, reduced_ranges, kmeans.lloyd_block, centroid_sets,
+                                         desc=f"pass 3/5 k-means epoch {epoch + 1}")
         new_sets, shift = kmeans.lloyd_update(total, centroid_sets, options.metric, feature_variance)
         if shift <= options.tol or epoch == options.epochs - 1:
             break  # keep centroid_sets: the labels these epoch sums describe

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -207,23 +208,8 @@ class StoreWriter(Store):
         self._staged.setdefault(name, set()).update(range(start // chunk, (stop - 1) // chunk + 1))
 
     def _write_raw_chunks(self, name: str, arr: zarr.Array, start: int, values: np.ndarray) -> None:
-        """Write whole chunks of an uncompressed array straight to their files (temp + rename, as
-        zarr's LocalStore does): the bytes codec stores a chunk as its raw little-endian bytes."""
-        chunk = arr.chunks[0]
-        data = np.ascontiguousarray(values, dtype=arr.dtype.newbyteorder("<"))
-
-        def write(offset: int) -> int:
-            index = (start + offset) // chunk
-            path = self.path / name / arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-            with open(tmp, "wb") as f:
-                f.write(memoryview(data[offset:offset + chunk]).cast("B"))
-            os.replace(tmp, path)
-            return index
-
         with ThreadPoolExecutor(WRITE_THREADS) as pool:  # file writes release the GIL: several at once
-            indices = list(pool.map(write, range(0, len(data), chunk)))
+            indices = write_raw_chunks(self.path / name, arr, start, values, pool.map)
         self._staged.setdefault(name, set()).update(indices)
 
     def fsync_staged(self) -> None:
@@ -359,6 +345,38 @@ class StagingQueue:
     def _wait(self, keep: int) -> None:
         while len(self._pending) > keep:
             self._pending.pop(0).result()
+
+
+def write_raw_chunks(folder: Path, arr: zarr.Array, start: int, values: np.ndarray, map_fn=map) -> list[int]:
+    """Write whole chunks of an uncompressed array (``start`` and ``len(values)`` multiples of the
+    chunk rows) straight to their files under ``folder``, temp + rename as zarr's LocalStore does:
+    the bytes codec stores a chunk as its raw little-endian bytes. Returns the chunk indices."""
+    chunk = arr.chunks[0]
+    data = np.ascontiguousarray(values, dtype=arr.dtype.newbyteorder("<"))
+
+    def write(offset: int) -> int:
+        index = (start + offset) // chunk
+        path = folder / arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        with open(tmp, "wb") as f:
+            f.write(memoryview(data[offset:offset + chunk]).cast("B"))
+        os.replace(tmp, path)
+        return index
+
+    return list(map_fn(write, range(0, len(data), chunk)))
+
+
+def write_rows(folder: Path, arr: zarr.Array, start: int, values: np.ndarray) -> None:
+    """``arr[start:start + len(values)] = values``, whole chunks of an uncompressed array written
+    straight to their files (3x faster than zarr's write path from many threads), the rest by zarr."""
+    chunk = arr.chunks[0]
+    whole = 0
+    if _raw_chunks(arr) and start % chunk == 0:
+        whole = len(values) - len(values) % chunk
+        write_raw_chunks(folder, arr, start, values[:whole])
+    if whole < len(values):
+        arr[start + whole:start + len(values)] = values[whole:]
 
 
 def _raw_chunks(arr: zarr.Array) -> bool:
