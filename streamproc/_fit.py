@@ -64,6 +64,9 @@ class FitOptions:
             raise UsageError("--select must be db or ch")
         if self.epochs < 1 or self.sample < 2 or self.restarts < 1:
             raise UsageError("--epochs and --restarts must be >= 1 and --sample >= 2")
+        if self.sample < max(self.ks):
+            raise UsageError(f"--sample {self.sample} is smaller than the largest --k ({max(self.ks)}): "
+                             "k-means++ starts from the sample, so it needs at least k rows")
 
 
 @dataclass
