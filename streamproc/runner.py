@@ -23,6 +23,7 @@ from .errors import StreamprocError
 from .stats import combine
 
 GROUP_BLOCKS = 16
+CLUSTER_BLOCKS_PER_TASK = 4  # reduce_blocks on a cluster: blocks a task reads (one at a time)
 
 
 @lru_cache(maxsize=32)
@@ -55,6 +56,18 @@ def _worker_name() -> str:
 def _run_block(path: str, start: int, stop: int, fn: Callable, args: tuple, kwargs: dict):
     _hold_hook()
     return fn(_read(path, start, stop), start, *args, **kwargs), _worker_name()
+
+
+def _run_block_range(path: str, ranges: list[tuple[int, int]], fn: Callable, args: tuple, kwargs: dict):
+    """Several consecutive blocks in one task, read one at a time and their statistics combined:
+    on a cluster a task costs milliseconds of scheduling and transfer, so each carries a few blocks
+    while memory stays at one block."""
+    _hold_hook()
+    total = None
+    for start, stop in ranges:
+        value = fn(_read(path, start, stop), start, *args, **kwargs)
+        total = value if total is None else combine(total, value)
+    return total, _worker_name()
 
 
 def _hold_hook() -> None:
@@ -125,7 +138,7 @@ class Runner:
         with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
             for g in range(0, len(ranges), GROUP_BLOCKS):
                 group = ranges[g:g + GROUP_BLOCKS]
-                results = self._compute([task(str(path), a, b, fn, args, kwargs) for a, b in group])
+                results = self._compute([task(str(Path(path).absolute()), a, b, fn, args, kwargs) for a, b in group])
                 for (a, b), (value, worker) in zip(group, results):
                     self.workers_seen.add(worker)
                     bar.update(b - a)
@@ -138,16 +151,18 @@ class Runner:
         Each group of blocks is combined where it was computed (a tree on the cluster), so one small
         result per group comes back.
         """
-        task = dask.delayed(_run_block, pure=False)
+        per_task = 1 if self._client is None else CLUSTER_BLOCKS_PER_TASK
+        runs = [ranges[i:i + per_task] for i in range(0, len(ranges), per_task)]
+        task = dask.delayed(_run_block_range, pure=False)
         group_total = dask.delayed(_combine_results, pure=True)
+        path = str(Path(path).absolute())
         total = None
         with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
-            for g in range(0, len(ranges), GROUP_BLOCKS):
-                group = ranges[g:g + GROUP_BLOCKS]
-                value, workers = self._compute([group_total(*[task(str(path), a, b, fn, args, kwargs)
-                                                              for a, b in group])])[0]
+            for g in range(0, len(runs), GROUP_BLOCKS):
+                group = runs[g:g + GROUP_BLOCKS]
+                value, workers = self._compute([group_total(*[task(path, run, fn, args, kwargs) for run in group])])[0]
                 self.workers_seen |= workers
                 total = value if total is None else combine(total, value)
-                bar.update(group[-1][1] - group[0][0])
+                bar.update(group[-1][-1][1] - group[0][0][0])
         return total
 

@@ -87,7 +87,7 @@ class Store:
         manifest = read_manifest(path)
         if manifest is None:
             raise StoreError(f"{path}: not a streamproc store (no {MANIFEST_NAME})")
-        return cls(path, manifest)
+        return cls(path.absolute(), manifest)  # absolute: Dask workers may run in another directory
 
     @property
     def rows(self) -> int:
