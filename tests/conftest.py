@@ -107,7 +107,7 @@ def dask_cluster(logs: Path, *, workers: int = 2, nanny: bool = True, scheduler_
         args = [DASK, "worker", address, "--nthreads", "1", "--memory-limit", "2GB", "--name", f"w{i}",
                 "--no-dashboard", *([] if nanny else ["--no-nanny"])]
         worker_procs.append(subprocess.Popen(args, stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT,
-                                             env={**env, **(worker_env or {})}))
+                                             env={**env, **(worker_env or {})}, cwd=logs))  # not our directory
     procs += worker_procs
     from distributed import Client
 

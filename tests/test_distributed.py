@@ -41,6 +41,14 @@ def test_fit_on_cluster_uses_both_workers_and_matches_local(cluster, store):
     np.testing.assert_allclose(a.centroids, b.centroids, atol=1e-4)
 
 
+def test_relative_store_path_works_on_workers_started_elsewhere(cluster, store, monkeypatch):
+    """The workers run in another directory (as on other machines): a relative path must reach them
+    resolved."""
+    monkeypatch.chdir(store.parent)
+    result = fit("store", FitOptions(**OPTIONS), scheduler=cluster)
+    assert len(result.workers) == 2 and result.model.k in OPTIONS["ks"]
+
+
 def test_classify_on_cluster_labels_exactly_once_like_local(cluster, store):
     from streamproc.models import load_model
 
