@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 
 from . import stats
 from .model import normalize_rows
@@ -48,8 +48,6 @@ def init_centroids(sample: np.ndarray, k: int, *, seed: int, metric: str, restar
     k = 20), which then made the sweep pick a wrong k; 10 restarts on 10k rows found the better
     optimum every time (benchmarks/README.md, "Initialisation"). The seeding runs in float64:
     scikit-learn's k-means++ is 5x slower on float32 rows (it upcasts distances chunk by chunk)."""
-    from sklearn.cluster import kmeans_plusplus
-
     rng = np.random.RandomState(seed)
     rows = sample.astype(np.float64)
     best = None
@@ -62,8 +60,8 @@ def init_centroids(sample: np.ndarray, k: int, *, seed: int, metric: str, restar
     return normalize_rows(centroids) if metric == "cosine" else centroids
 
 
-def init_centroid_sets(sample: np.ndarray, ks: list[int], *, seed: int, metric: str, restarts: int = 10,
-                       threads: int | None = None) -> list[np.ndarray]:
+def init_centroid_sets(sample: np.ndarray, ks: list[int], *, seed: int, metric: str,
+                       restarts: int = 10) -> list[np.ndarray]:
     """:func:`init_centroids` for every k, on a pool of threads, each k on one BLAS/OpenMP thread:
     1.7x faster on 2 cores than one k after the other on both, and the answer does not depend on
     how many threads the pool has."""
@@ -73,7 +71,7 @@ def init_centroid_sets(sample: np.ndarray, ks: list[int], *, seed: int, metric: 
         with threadpool_limits(1):
             return init_centroids(sample, k, seed=seed, metric=metric, restarts=restarts)
 
-    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         return list(pool.map(one, ks))
 
 

@@ -135,10 +135,11 @@ class Runner:
                    desc: str = "", **kwargs) -> Iterator[tuple[int, object]]:
         """Yield ``(start, fn(block, start, *args, **kwargs))`` for each row range, in order."""
         task = dask.delayed(_run_block, pure=False)
+        path = str(Path(path).absolute())  # workers may run in another directory
         with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
             for g in range(0, len(ranges), GROUP_BLOCKS):
                 group = ranges[g:g + GROUP_BLOCKS]
-                results = self._compute([task(str(Path(path).absolute()), a, b, fn, args, kwargs) for a, b in group])
+                results = self._compute([task(path, a, b, fn, args, kwargs) for a, b in group])
                 for (a, b), (value, worker) in zip(group, results):
                     self.workers_seen.add(worker)
                     bar.update(b - a)
@@ -155,7 +156,7 @@ class Runner:
         runs = [ranges[i:i + per_task] for i in range(0, len(ranges), per_task)]
         task = dask.delayed(_run_block_range, pure=False)
         group_total = dask.delayed(_combine_results, pure=True)
-        path = str(Path(path).absolute())
+        path = str(Path(path).absolute())  # workers may run in another directory
         total = None
         with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
             for g in range(0, len(runs), GROUP_BLOCKS):

@@ -102,8 +102,15 @@ def _stacks(sizes: list[int]) -> list[list[int]]:
     return groups
 
 
-def _offsets(sets: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum([len(s) for s in sets])])
+def _offsets(sizes: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def _stacked_products(z: np.ndarray, point_sets: list[np.ndarray]):
+    """Per stack of sets: ``(set indices, stacked points, z @ stacked.T, offsets of each set)``."""
+    for group in _stacks([len(p) for p in point_sets]):
+        stacked = np.concatenate([point_sets[i] for i in group]).astype(z.dtype, copy=False)
+        yield group, stacked, z @ stacked.T, _offsets([len(point_sets[i]) for i in group])
 
 
 def nearest_in_sets(z: np.ndarray, centroid_sets: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -115,14 +122,10 @@ def nearest_in_sets(z: np.ndarray, centroid_sets: list[np.ndarray]) -> list[tupl
     norms = np.einsum("ij,ij->i", z, z)
     rows = np.arange(len(z))
     out = []
-    for group in _stacks([len(c) for c in centroid_sets]):
-        sets = [centroid_sets[i] for i in group]
-        stacked = np.concatenate(sets).astype(z.dtype, copy=False)
-        partial = z @ stacked.T
+    for group, stacked, partial, offsets in _stacked_products(z, centroid_sets):
         partial *= -2.0
         partial += (stacked * stacked).sum(axis=1)
-        offsets = _offsets(sets)
-        for i in range(len(sets)):
+        for i in range(len(group)):
             part = partial[:, offsets[i]:offsets[i + 1]]
             labels = part.argmin(axis=1)
             out.append((labels, np.maximum(part[rows, labels] + norms, 0.0)))
@@ -134,11 +137,7 @@ def _labelled_sq_distances(z: np.ndarray, label_sets: list[np.ndarray], point_se
     norms = np.einsum("ij,ij->i", z, z)
     rows = np.arange(len(z))
     out = []
-    for group in _stacks([len(p) for p in point_sets]):
-        sets = [point_sets[i] for i in group]
-        stacked = np.concatenate(sets).astype(z.dtype, copy=False)
-        partial = z @ stacked.T
-        offsets = _offsets(sets)
+    for group, stacked, partial, offsets in _stacked_products(z, point_sets):
         for i, j in enumerate(group):
             own = offsets[i] + label_sets[j]
             sq = norms - 2.0 * partial[rows, own] + (stacked[own] ** 2).sum(axis=1)
@@ -152,7 +151,7 @@ def _label_sums(z: np.ndarray, label_sets: list[np.ndarray], sizes: list[int]) -
     blocks add up in float64."""
     out = []
     for group in _stacks(sizes):
-        offsets = np.concatenate([[0], np.cumsum([sizes[i] for i in group])])
+        offsets = _offsets([sizes[i] for i in group])
         onehot = np.zeros((offsets[-1], len(z)), z.dtype)
         for i, j in enumerate(group):
             onehot[offsets[i] + label_sets[j], np.arange(len(z))] = 1
