@@ -31,7 +31,7 @@ from sklearn.metrics import adjusted_rand_score
 from streamproc.models import load_model
 from streamproc.store import Store
 store = Store.open(sys.argv[1]); model = load_model(store, sys.argv[2]); truth = np.load(sys.argv[3])
-pred = np.concatenate([model.distances(model.reduce(b)).argmin(axis=1) for _, b in store.iter_blocks("vectors")])
+pred = np.concatenate([model.predict(b) for _, b in store.iter_blocks("vectors")])
 print(json.dumps({"ari": adjusted_rand_score(truth, pred)}))
 """
 

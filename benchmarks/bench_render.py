@@ -63,7 +63,7 @@ base = store.path / "models" / model.id / entry["array"]
 sample_z = zarr.open_array(str(base) + "-sample", mode="r")[:]
 reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=0).fit(sample_z)
 rows = slice(store.rows - 50_000, store.rows)
-z = model.reduce(store.read("vectors", rows.start, rows.stop))
+z = model.transform(store.read("vectors", rows.start, rows.stop))
 t = time.perf_counter(); theirs = reducer.transform(z); seconds = time.perf_counter() - t
 ours = zarr.open_array(str(base), mode="r")[rows]
 held = np.arange(0, 50_000, 10)  # 5,000 held-out rows (the sample was drawn from the fit rows)

@@ -44,7 +44,7 @@ def streamproc_labels(x, ks, scaling, tmp, seed=0):
     ingest(store, [folder / "x.npy"], chunk_rows=256)
     result = fit(store, FitOptions(scaling=scaling, ks=ks, seed=seed))
     model = result.model
-    labels = model.distances(model.reduce(x.astype(np.float32))).argmin(axis=1)
+    labels = model.predict(x.astype(np.float32))
     return labels, model.k
 
 

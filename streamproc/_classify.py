@@ -16,10 +16,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .errors import UsageError
-from .model import QUANTILES, Model, gaussian_posterior, logistic_proba
+from .model import QUANTILES, Model
 from .models import load_model
 from .runner import Runner
-from .stats import sq_distances
 from .store import StagingQueue, StoreWriter, block_ranges, open_writer, rows_per_block
 
 LABEL_COLUMNS = {"labels": "int32", "distance": "float32", "confidence": "float32", "outlier": "bool"}
@@ -47,22 +46,9 @@ class ClassifyResult:
                 "watermark": self.watermark, "seconds": round(self.seconds, 3), "workers": self.workers}
 
 
-def label_block(block: np.ndarray, start: int, model: Model, quantile_index: int) -> dict:
-    """Label, distance, confidence and outlier flag of each row of a block of vectors."""
-    z = model.reduce(block)
-    sq = sq_distances(z, model.centroids.astype(np.float32))
-    distances = sq / 2.0 if model.metric == "cosine" else np.sqrt(sq)
-    if model.logistic_coef is not None:
-        proba = logistic_proba(distances, model.logistic_coef, model.logistic_intercept)
-        labels = proba.argmax(axis=1)
-    else:
-        labels = sq.argmin(axis=1)
-        proba = gaussian_posterior(sq, model.cluster_sizes, model.noise_variance)
-    rows = np.arange(len(z))
-    distance = distances[rows, labels]
-    return {"labels": labels.astype(np.int32), "distance": distance.astype(np.float32),
-            "confidence": proba[rows, labels].astype(np.float32),
-            "outlier": distance > model.quantiles[labels, quantile_index]}
+def label_block(block: np.ndarray, start: int, model: Model, outlier_quantile: float) -> dict:
+    """Label, distance, confidence and outlier flag of each row of a block of vectors (``Model.label``)."""
+    return model.label(block, outlier_quantile=outlier_quantile)
 
 
 def train_mean_distance(model: Model) -> float:
@@ -94,13 +80,12 @@ def classify(store_path: str | os.PathLike, model_id: str | None = None, *, outl
         if start >= stop:
             return ClassifyResult(model.id, 0, time.perf_counter() - began, None, None, train_mean, False, start, [])
         _ensure_label_arrays(writer, model.id, start)
-        qi = QUANTILES.index(outlier_quantile)
         ranges = block_ranges(stop, rows_per_block(writer.manifest.chunk_rows,
                                                    writer.dim * np.dtype(writer.manifest.dtype).itemsize, block_bytes),
                               start=start)
         outliers, distance_sum = 0, 0.0
         with Runner(scheduler) as runner, StagingQueue(writer, f"models/{model.id}", LABEL_CHUNK_ROWS) as queue:
-            for row, result in runner.map_blocks(writer.path / "vectors", ranges, label_block, model, qi,
+            for row, result in runner.map_blocks(writer.path / "vectors", ranges, label_block, model, outlier_quantile,
                                                  desc=f"classify {model.id}"):
                 queue.put(row, result)
                 outliers += int(result["outlier"].sum())

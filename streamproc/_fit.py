@@ -179,7 +179,7 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
                   params=_params(options), fit_rows=(0, rows))
 
     # k-means++ on the reduced sample, for every k
-    sample_z = draft.reduce(sample)
+    sample_z = draft.transform(sample)
     centroid_sets = kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
                                               restarts=options.restarts)
 

@@ -66,7 +66,7 @@ class Projection:
 
 
 def project_block(block: np.ndarray, start: int, model: Model, projection: Projection) -> np.ndarray:
-    return projection.place(model.reduce(block))
+    return projection.place(model.transform(block))
 
 
 def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed: int,

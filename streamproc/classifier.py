@@ -2,7 +2,7 @@
 
 A row's label is its nearest centroid. ``predict_proba`` is the posterior of a Gaussian mixture
 with the centroids as means, one shared isotropic variance (learned from the training rows) and
-the class frequencies as priors; ``decision_function`` returns the distances themselves (smaller
+equal priors (so its argmax is always ``predict``); ``decision_function`` returns the distances themselves (smaller
 is more likely). ``metric="cosine"`` compares L2-normalised rows with normalised centroids and
 reports the cosine distance ``1 - cos``.
 """
@@ -30,13 +30,13 @@ class CentroidClassifier(ClassifierMixin, BaseEstimator):
         self.metric = metric
 
     @classmethod
-    def from_centroids(cls, centroids, *, metric="euclidean", priors=None, variance=1.0, classes=None):
+    def from_centroids(cls, centroids, *, metric="euclidean", variance=1.0, classes=None, counts=None):
         """A classifier that is fitted already: the centroids of a streamproc model."""
         clf = cls(metric=metric)
         centroids = np.asarray(centroids, dtype=np.float64)
         clf.classes_ = np.arange(len(centroids)) if classes is None else np.asarray(classes)
         clf.centroids_ = normalize_rows(centroids) if metric == "cosine" else centroids
-        clf.class_count_ = np.ones(len(centroids)) if priors is None else np.asarray(priors, dtype=np.float64)
+        clf.class_count_ = np.ones(len(centroids)) if counts is None else np.asarray(counts, dtype=np.float64)
         clf.variance_ = float(variance)
         clf.n_features_in_ = centroids.shape[1]
         return clf
@@ -91,4 +91,4 @@ class CentroidClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[nearest]
 
     def predict_proba(self, X):
-        return gaussian_posterior(self._squared(X), self.class_count_, self.variance_)
+        return gaussian_posterior(self._squared(X), self.variance_)

@@ -16,11 +16,11 @@ import zarr
 
 from . import __version__
 from .choices import QUANTILES
-from .errors import ModelError
+from .errors import InputError, ModelError, UsageError
 from .stats import sq_distances
 
 ARRAYS = ("pca_mean", "pca_components", "spectrum", "scale", "centroids", "quantiles", "cluster_sizes",
-          "cluster_mean_distance", "logistic_coef", "logistic_intercept")
+          "cluster_mean_distance", "logistic_coef", "logistic_intercept", "cluster_ids")
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "model.schema.json"
 
 
@@ -47,6 +47,7 @@ class Model:
     fit_rows: tuple[int, int]
     logistic_coef: np.ndarray | None = None
     logistic_intercept: np.ndarray | None = None
+    cluster_ids: np.ndarray | None = None  # the id of each centroid's cluster (default 0 .. k-1)
     created_at: str = ""
     version: str = __version__
     extra: dict = field(default_factory=dict)
@@ -63,6 +64,64 @@ class Model:
     def explained_variance(self) -> float:
         return float(self.spectrum[: self.n_components].sum() / self.total_variance)
 
+    @property
+    def classes_(self) -> np.ndarray:
+        """The cluster id of each centroid, in the order of the columns of :meth:`predict_proba`."""
+        return np.arange(self.k) if self.cluster_ids is None else np.asarray(self.cluster_ids)
+
+    # ---- the scikit-learn contract, on numpy arrays ------------------------------------------
+    def transform(self, X) -> np.ndarray:
+        """Vectors (rows x dim, or one vector) to the reduced space the centroids live in (float32)."""
+        x = np.asarray(X)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise InputError(f"model {self.id} expects vectors of dim {self.dim}, got shape {np.shape(X)}")
+        if x.dtype.kind not in "fiu":
+            raise InputError(f"model {self.id} expects numeric vectors, got dtype {x.dtype}")
+        a, b = self.affine()
+        z = x.astype(np.float32, copy=False) @ a
+        z += b
+        return normalize_rows(z) if self.metric == "cosine" else z
+
+    def decision_function(self, X) -> np.ndarray:
+        """Distance of each vector to each centroid (rows x k): euclidean, or cosine distance 1 - cos."""
+        return self.distances(self.transform(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probability of each cluster for each vector (rows x k; rows sum to 1; argmax = :meth:`predict`)."""
+        return self._assess(self.transform(X))[1]
+
+    def predict(self, X) -> np.ndarray:
+        """The cluster id of each vector."""
+        return self.classes_[self._assess(self.transform(X))[0]]
+
+    def label(self, X, *, outlier_quantile: float = 0.99) -> dict[str, np.ndarray]:
+        """What ``classify`` stores for each vector: label (cluster id), distance to its centroid,
+        confidence (its probability) and outlier flag (distance beyond the cluster's training quantile)."""
+        if outlier_quantile not in QUANTILES:
+            raise UsageError(f"outlier_quantile must be one of {', '.join(map(str, QUANTILES))}, got {outlier_quantile}")
+        z = self.transform(X)
+        index, proba, distances = self._assess(z)
+        rows = np.arange(len(z))
+        distance = distances[rows, index]
+        return {"labels": self.classes_[index].astype(np.int32), "distance": distance.astype(np.float32),
+                "confidence": proba[rows, index].astype(np.float32),
+                "outlier": distance > self.quantiles[index, QUANTILES.index(outlier_quantile)]}
+
+    def _assess(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The one labelling path: (index of the chosen centroid, probabilities, distances) per reduced row.
+
+        softmax: the nearest centroid, probabilities a softmax of -d^2 / (2 variance);
+        logistic: the argmax of the logistic regression learned on the distance vector at fit time.
+        """
+        sq = sq_distances(z, self.centroids.astype(np.float32))
+        distances = sq / 2.0 if self.metric == "cosine" else np.sqrt(sq)
+        if self.logistic_coef is not None:
+            proba = logistic_proba(distances, self.logistic_coef, self.logistic_intercept)
+            return proba.argmax(axis=1), proba, distances
+        return sq.argmin(axis=1), gaussian_posterior(sq, self.noise_variance), distances
+
     # ---- the maths a row goes through --------------------------------------------------------
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
         """``reduce(x) = x @ A + b`` before normalisation: PCA and scaling fused into one product."""
@@ -70,17 +129,8 @@ class Model:
         b = (-(self.pca_mean @ a)).astype(np.float32)
         return a, b
 
-    def reduce(self, x: np.ndarray) -> np.ndarray:
-        """Vectors (rows x dim) to the space the centroids live in."""
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ModelError(f"model {self.id} expects vectors of dim {self.dim}, got shape {x.shape}")
-        a, b = self.affine()
-        z = x.astype(np.float32, copy=False) @ a
-        z += b
-        return normalize_rows(z) if self.metric == "cosine" else z
-
     def distances(self, z: np.ndarray) -> np.ndarray:
-        """Distance of each reduced row to each centroid: euclidean, or cosine distance 1 - cos."""
+        """Distance of each *reduced* row (see :meth:`transform`) to each centroid."""
         sq = sq_distances(z, self.centroids.astype(np.float32))
         return sq / 2.0 if self.metric == "cosine" else np.sqrt(sq)
 
@@ -131,6 +181,8 @@ class Model:
         c, d, k = self.n_components, self.dim, self.k
         expected = {"pca_mean": (d,), "pca_components": (c, d), "scale": (c,), "centroids": (k, c),
                     "quantiles": (k, len(QUANTILES)), "cluster_sizes": (k,)}
+        if self.cluster_ids is not None:
+            expected["cluster_ids"] = (k,)
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
                 raise ModelError(f"{where}: damaged model, {name} has shape {getattr(self, name).shape}, expected {shape}")
@@ -141,10 +193,10 @@ def normalize_rows(z: np.ndarray) -> np.ndarray:
     return z / np.maximum(norms, 1e-12)
 
 
-def gaussian_posterior(sq: np.ndarray, counts: np.ndarray, variance: float) -> np.ndarray:
-    """Posterior class probabilities from squared distances (shared isotropic variance, class priors)."""
-    log_prior = np.log(np.maximum(np.asarray(counts, dtype=np.float64), 1e-12))
-    logits = log_prior[None, :] - sq / (2.0 * max(variance, 1e-12))
+def gaussian_posterior(sq: np.ndarray, variance: float) -> np.ndarray:
+    """Class probabilities from squared distances: a softmax of ``-sq / (2 variance)`` (equal priors, so the
+    most probable class is always the nearest centroid)."""
+    logits = -np.asarray(sq, dtype=np.float64) / (2.0 * max(variance, 1e-12))
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(axis=1, keepdims=True)

@@ -77,7 +77,7 @@ def test_fit_finds_the_clusters_and_saves_a_valid_model(fitted, mixture_data):
     x, y = mixture_data
     model = result.model
     assert model.k == 6 and result.current
-    labels = model.distances(model.reduce(x)).argmin(axis=1)
+    labels = model.predict(x)
     assert adjusted_rand_score(y, labels) > 0.9
     meta = json.loads((store / "models" / model.id / "model.json").read_text())
     validate(meta, "model")
@@ -136,7 +136,7 @@ def test_default_options_on_digits_match_in_memory_sklearn(tmp_path):
     store = _store(tmp_path, x, chunk_rows=200)
     options = FitOptions()
     model = fit(store, options).model
-    ours = adjusted_rand_score(y, model.distances(model.reduce(x.astype(np.float32))).argmin(axis=1))
+    ours = adjusted_rand_score(y, model.predict(x.astype(np.float32)))
     best = 0.0
     for whiten in (False, True):
         z = PCA(0.95, random_state=0).fit_transform(x)
@@ -155,7 +155,7 @@ def test_default_options_on_the_benchmark_generator_match_in_memory_sklearn(tmp_
     x, y = Mixture(dim=768, clusters=20, seed=0).batch(0, 40_000)
     store = _store(tmp_path, x)
     model = fit(store, FitOptions(ks=ks)).model
-    ours = adjusted_rand_score(y, model.distances(model.reduce(x)).argmin(axis=1))
+    ours = adjusted_rand_score(y, model.predict(x))
     z = PCA(0.95, random_state=0).fit_transform(x)
     runs = [(davies_bouldin_score(z, lab), lab) for k in ks
             for lab in [MiniBatchKMeans(k, random_state=0, n_init=3, batch_size=4096).fit_predict(z)]]

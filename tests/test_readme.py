@@ -83,9 +83,13 @@ def test_python_api_from_the_readme(tmp_path):
     result = sp.fit(tmp_path / "store", sp.FitOptions(ks=[3, 4]))
     model = sp.load_model(tmp_path / "store")
     assert model.id == result.model.id
-    z = model.reduce(x[:5])
-    clf = sp.CentroidClassifier.from_centroids(model.centroids, metric=model.metric, priors=model.cluster_sizes,
-                                               variance=model.noise_variance)
-    assert (clf.predict(z) == model.distances(z).argmin(axis=1)).all()
-    assert np.allclose(clf.predict_proba(z).sum(axis=1), 1)
+    proba = model.predict_proba(x[:5])
+    assert proba.shape == (5, model.k) and np.allclose(proba.sum(axis=1), 1)
+    assert (proba.argmax(axis=1) == model.predict(x[:5])).all()
+    assert (model.decision_function(x[:5]).argmin(axis=1) == model.predict(x[:5])).all()
+    assert model.transform(x[0]).shape == (1, model.n_components)
+    z = model.transform(x[:5])
+    clf = sp.CentroidClassifier.from_centroids(model.centroids, metric=model.metric, variance=model.noise_variance)
+    assert (clf.predict(z) == model.predict(x[:5])).all()
+    np.testing.assert_allclose(clf.predict_proba(z), proba, rtol=1e-4, atol=1e-6)
     assert sp.classify(tmp_path / "store").labelled == 600
