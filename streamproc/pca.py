@@ -61,7 +61,7 @@ class StreamingPCA(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None, *, chunk_rows: int = 10_000):
         for attr in ("n_samples_seen_", "n_features_in_"):
             self.__dict__.pop(attr, None)
-        X = np.asarray(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32])  # refuses empty, sparse, NaN input
         for start in range(0, len(X), chunk_rows):
             self.partial_fit(X[start:start + chunk_rows])
         return self

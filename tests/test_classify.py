@@ -12,11 +12,9 @@ import pandas as pd
 import pytest
 import zarr
 from conftest import run_streamproc, store_state
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from streamproc._fit import FitOptions, fit
 from streamproc._ingest import ingest
-from streamproc.classifier import CentroidClassifier
 from streamproc.models import load_model
 from streamproc.synth import Mixture
 
@@ -200,18 +198,3 @@ def test_bad_inputs(cli, tmp_path, fitted_store):
     out = cli.json("classify", store, "--model", model_id, code=1, schema="error")
     assert "fitted on dim 8" in out["error"] and "dim 32" in out["error"]
     assert store_state(store)[0] == before[0]
-
-
-DISTANCES = "decision_function returns the distance to every centroid, as streamproc's contract says: "
-EXPECTED_FAILURES = {
-    "check_decision_proba_consistency": DISTANCES + "smaller means more likely, so its ranks run opposite to "
-                                                    "predict_proba's",
-    "check_classifiers_train": DISTANCES + "two columns for two classes, where scikit-learn expects one score",
-    "check_classifiers_classes": DISTANCES + "two columns for two classes, where scikit-learn expects one score",
-}
-
-
-@parametrize_with_checks([CentroidClassifier(), CentroidClassifier(metric="cosine")],
-                         expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
-def test_sklearn_contract(estimator, check):
-    check(estimator)
