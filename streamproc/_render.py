@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import progress
-from ._classify import classify
-from ._project import project, projection_path
+from ._project import projection_path
 from .errors import StreamprocError, UsageError
 from .models import load_model
 from .store import Store
@@ -82,10 +81,7 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
         raise UsageError(f"--color must be one of {', '.join(COLORS)}, got {color!r}")
     model = load_model(store, model_id)
     path = projection_path(store, model.id)
-    entry = store.manifest.models[model.id]
-    rows = min(int(entry.get("watermark", 0)), int(entry.get("projection_watermark", 0)))
-    if path is None or rows == 0:
-        raise StreamprocError(f"{store.path}: model {model.id} has no labelled, projected rows to draw")
+    rows = drawable_rows(store, model.id)
     lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
     for _, _, got in store.iter_rows([path], 0, rows, BLOCK_ROWS):
         xy = got[path]
@@ -124,8 +120,8 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
     page = Image.new("RGB", (width, height), "white")
     page.paste(plot, (0, TITLE_HEIGHT))
     _draw_text(page, model, rows, color, names, colors, counts, plot_w)
-    facts = {"rows": rows, "k": model.k, "width": width, "height": height, "color": color,
-             "plot_area": [0, TITLE_HEIGHT, plot_w, height], "categories": len(names)}
+    facts = {"rows": rows, "behind": store.rows - rows, "k": model.k, "width": width, "height": height,
+             "color": color, "plot_area": [0, TITLE_HEIGHT, plot_w, height], "categories": len(names)}
     return page, facts
 
 
@@ -153,14 +149,13 @@ def _draw_text(page, model, rows, color, names, colors, counts, plot_w) -> None:
 
 
 def render(store_path: str | os.PathLike, output: str | os.PathLike, *, model_id: str | None = None,
-           width: int = 1200, height: int = 900, color: str = "cluster", wait: float = 0.0) -> dict:
+           width: int = 1200, height: int = 900, color: str = "cluster") -> dict:
     output = Path(output)
     if output.suffix.lower() != ".png":
         raise UsageError(f"-o {output}: expected a .png file name")
     if color not in COLORS:
         raise UsageError(f"--color must be one of {', '.join(COLORS)}, got {color!r}")
     check_writable(output)
-    bring_up_to_date(store_path, model_id, wait=wait)
     page, facts = render_image(Store.open(store_path), model_id, width=width, height=height, color=color)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp.png")
     page.save(tmp)
@@ -168,12 +163,25 @@ def render(store_path: str | os.PathLike, output: str | os.PathLike, *, model_id
     return {**facts, "output": str(output)}
 
 
-def bring_up_to_date(store_path, model_id, *, wait: float) -> None:
-    """Label and place the rows the model has not seen yet (no-ops when there are none)."""
-    store = Store.open(store_path)
-    load_model(store, model_id)  # a clear error before any work
-    classify(store_path, model_id, wait=wait)
-    project(store_path, model_id, wait=wait)
+def drawable_rows(store: Store, model_id: str) -> int:
+    """Rows the model has both labelled and placed (render and report only read; they never label or
+    place rows themselves). A clear error naming the command to run when there are none."""
+    entry = store.manifest.models[model_id]
+    if int(entry.get("watermark", 0)) == 0:
+        raise StreamprocError(f"{store.path}: model {model_id} has labelled no rows yet; "
+                              f"run `streamproc classify {store.path}` first")
+    if not entry.get("projection") or int(entry.get("projection_watermark", 0)) == 0:
+        raise StreamprocError(f"{store.path}: model {model_id} has no 2-D positions yet; "
+                              f"run `streamproc project {store.path}` first")
+    return min(int(entry["watermark"]), int(entry["projection_watermark"]))
+
+
+def behind_message(store_path, behind: int) -> str | None:
+    """What to run when newer rows are not drawn yet (None when every row is)."""
+    if behind <= 0:
+        return None
+    return (f"{behind:,} newer rows are not labelled or placed yet and are left out; run `streamproc classify "
+            f"{store_path}` and `streamproc project {store_path}` to include them")
 
 
 def check_writable(output: Path) -> None:

@@ -47,6 +47,8 @@ def reporting(fn):
             click.echo(json.dumps(report.data))
         elif report.text:
             click.echo(report.text)
+        for warning in report.warnings:
+            progress.warn(warning)
         sys.exit(report.exit_code)
 
     return wrapper

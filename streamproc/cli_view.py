@@ -44,22 +44,22 @@ def project_command(store, model_id, method, sample, seed, scheduler, wait):
 @click.option("--height", type=click.IntRange(min=200), default=900, show_default=True, help="PNG height in pixels.")
 @click.option("--color", type=click.Choice(["cluster", "outlier", "batch"]), default="cluster", show_default=True,
               help="What colours the points.")
-@wait_option
 @reporting
-def render_command(store, output, model_id, width, height, color, wait):
+def render_command(store, output, model_id, width, height, color):
     """Draw every row of STORE on its 2-D map with datashader, coloured by cluster, outlier or batch.
 
-    Labels and positions missing for new rows are computed first (as classify and project would).
-    Memory stays bounded whatever the number of rows.
+    Only reads: it draws the rows that `classify` labelled and `project` placed, and says what to
+    run when newer rows are missing. Never takes the lock; memory stays bounded whatever the rows.
 
     \b
     Example:
       streamproc render store -o map.png --width 1600 --height 1200
     """
-    from ._render import render
+    from ._render import behind_message, render
 
-    data = render(store, output, model_id=model_id, width=width, height=height, color=color, wait=wait)
-    return Report(data, f"drew {data['rows']:,} rows ({data['k']} clusters) to {data['output']}")
+    data = render(store, output, model_id=model_id, width=width, height=height, color=color)
+    return Report(data, f"drew {data['rows']:,} rows ({data['k']} clusters) to {data['output']}",
+                  warnings=[w for w in [behind_message(store, data["behind"])] if w])
 
 
 @main.command(name="report")
@@ -67,9 +67,8 @@ def render_command(store, output, model_id, width, height, color, wait):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
 @click.option("--model", "model_id", help="Model id (default: the store's current model).")
 @click.option("--lang", default="en", show_default=True, help="spaCy language code for keyword extraction.")
-@wait_option
 @reporting
-def report_command(store, output, model_id, lang, wait):
+def report_command(store, output, model_id, lang):
     """Write one self-contained HTML page about STORE's clusters: the map, sizes, DB/CH against k,
     explained variance, and per cluster its representative rows and keywords.
 
@@ -77,7 +76,9 @@ def report_command(store, output, model_id, lang, wait):
     Example:
       streamproc report store -o report.html
     """
+    from ._render import behind_message
     from .report import write_report
 
-    data = write_report(store, output, model_id=model_id, lang=lang, wait=wait)
-    return Report(data, f"wrote a report on {data['rows']:,} rows and {data['k']} clusters to {data['output']}")
+    data = write_report(store, output, model_id=model_id, lang=lang)
+    return Report(data, f"wrote a report on {data['rows']:,} rows and {data['k']} clusters to {data['output']}",
+                  warnings=[w for w in [behind_message(store, data["behind"])] if w])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import progress
-from ._render import bring_up_to_date, category_colors, check_writable, render_image
+from ._render import category_colors, check_writable, drawable_rows, render_image
 from .errors import StreamprocError
 from .keywords import KeywordCounter
 from .models import load_model
@@ -61,16 +61,14 @@ def _row_view(store: Store, row: int, distance: float) -> dict:
 
 
 def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, model_id: str | None = None,
-                 lang: str = "en", wait: float = 0.0) -> dict:
+                 lang: str = "en") -> dict:
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise StreamprocError(f"-o {output}: expected an .html file name")
     check_writable(output)
-    bring_up_to_date(store_path, model_id, wait=wait)
     store = Store.open(store_path)
     model = load_model(store, model_id)
-    entry = store.manifest.models[model.id]
-    rows = min(int(entry["watermark"]), int(entry.get("projection_watermark", 0)))
+    rows = drawable_rows(store, model.id)
     page, _ = render_image(store, model.id, width=1100, height=760, color="cluster")
     buffer = io.BytesIO()
     page.save(buffer, format="PNG")
@@ -84,7 +82,7 @@ def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, mo
                  "representatives": [view.get("id", view["row"]) for view in summary["representatives"][c]],
                  "keywords": [w for w, _ in summary["keywords"][c]] if summary["keywords"] else None}
                 for c in range(model.k)]
-    return {"output": str(output), "model": model.id, "rows": rows, "k": model.k,
+    return {"output": str(output), "model": model.id, "rows": rows, "behind": store.rows - rows, "k": model.k,
             "keywords": summary["keywords"] is not None, "clusters": clusters}
 
 

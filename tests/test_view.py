@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
+from streamproc._classify import classify
 from streamproc._fit import FitOptions, fit
 from streamproc._ingest import ingest
+from streamproc._project import project
 from streamproc.keywords import KeywordCounter
 from streamproc.neighbours import IVFIndex, place
 from streamproc.synth import Mixture
@@ -28,6 +30,8 @@ def store(tmp_path_factory):
            read_options=__import__("streamproc.readers", fromlist=["ReadOptions"]).ReadOptions(
                id_column="id", text_column="text"))
     fit(tmp / "store", FitOptions(ks=[4, 6, 8], sample=4000))
+    classify(tmp / "store")
+    project(tmp / "store")
     return tmp / "store"
 
 
@@ -148,6 +152,7 @@ def test_report_without_texts_says_so(cli, tmp_path):
     cli.json("ingest", tmp_path / "s", tmp_path / "x.npy")
     cli.json("fit", tmp_path / "s", "--k", "3,6")
     cli.json("project", tmp_path / "s", "--method", "pca")
+    cli.json("classify", tmp_path / "s")
     out = cli.json("report", tmp_path / "s", "-o", tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert out["keywords"] is False and "No texts were ingested" in html and "<th>keywords</th>" not in html
@@ -175,3 +180,26 @@ def test_keywords_name_each_topic_and_skip_urls():
     everything = " ".join(" ".join(t) for t in top)
     for fragment in ("http", "www", "t.co", "abc123", "@", "example", "5"):
         assert fragment not in everything.split(), fragment
+
+
+def test_render_and_report_only_read_and_say_what_to_run(cli, tmp_path):
+    np.save(tmp_path / "a.npy", MIX.batch(0, 2000)[0])
+    np.save(tmp_path / "b.npy", MIX.batch(1, 500)[0])
+    store = tmp_path / "s"
+    cli.json("ingest", store, tmp_path / "a.npy")
+    cli.json("fit", store, "--k", "3,6")
+    manifest = (store / "manifest.json").read_text()
+    for command, what in (("render", "map.png"), ("report", "r.html")):
+        out = cli.json(command, store, "-o", tmp_path / what, code=1, schema="error")
+        assert f"run `streamproc classify {store}` first" in out["error"]
+    assert (store / "manifest.json").read_text() == manifest  # nothing was labelled behind the user's back
+    cli.json("classify", store)
+    out = cli.json("render", store, "-o", tmp_path / "map.png", code=1, schema="error")
+    assert f"run `streamproc project {store}` first" in out["error"]
+    cli.json("project", store, "--method", "pca")
+    cli.json("ingest", store, tmp_path / "b.npy")  # a newer batch, not labelled or placed yet
+    out = cli.json("render", store, "-o", tmp_path / "map.png", schema="render")
+    assert out["rows"] == 2000 and out["behind"] == 500
+    result = cli("report", store, "-o", tmp_path / "r.html")
+    assert "500 newer rows are not labelled or placed yet" in result.stderr
+    assert "streamproc classify" in result.stderr and "streamproc project" in result.stderr

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# From a CSV of texts to a described map, no code: embed -> fit -> classify -> report.
+# From a CSV of texts to a described map, no code: embed -> fit -> classify -> project -> report.
 #
 #   examples/texts/run.sh WORKDIR [TEXTS.csv]
 #
@@ -18,5 +18,6 @@ streamproc embed "$work/store" "$texts" --text-column text --id-column id --json
 streamproc fit "$work/store" --k 3:10 --metric cosine --json > "$work/fit.json"
 streamproc classify "$work/store" --json > "$work/classify.json"
 streamproc export "$work/store" -o "$work/labels.csv" --json > "$work/export.json"
+streamproc project "$work/store" --json > "$work/project.json"
 streamproc report "$work/store" -o "$work/report.html" --json > "$work/report.json"
 echo "report: $work/report.html"
