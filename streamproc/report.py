@@ -12,7 +12,7 @@ import numpy as np
 
 from . import progress
 from ._render import category_colors, check_writable, drawable_rows, render_image
-from .errors import StreamprocError
+from .errors import UsageError
 from .keywords import KeywordCounter
 from .models import load_model
 from .store import Store
@@ -64,7 +64,7 @@ def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, mo
                  lang: str = "en") -> dict:
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
-        raise StreamprocError(f"-o {output}: expected an .html file name")
+        raise UsageError(f"-o {output}: expected an .html file name")
     check_writable(output)
     store = Store.open(store_path)
     model = load_model(store, model_id)

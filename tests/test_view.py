@@ -130,6 +130,9 @@ def test_render_bad_inputs(cli, store, tmp_path):
     out = cli.json("render", store, "-o", tmp_path / "missing" / "map.png", code=1, schema="error")
     assert "does not exist" in out["error"]
     cli("render", store, "-o", tmp_path / "m.png", "--color", "mood", code=2)
+    for command, bad in (("render", "m.jpg"), ("report", "r.pdf"), ("export", "labels.xlsx")):
+        out = cli.json(command, store, "-o", tmp_path / bad, code=2, schema="error")  # a usage error everywhere
+        assert bad in out["error"] and "expected" in out["error"]
     out = cli.json("render", store, "-o", tmp_path / "m.png", "--model", "nope", code=1, schema="error")
     assert "no model 'nope'" in out["error"]
 
