@@ -47,8 +47,8 @@ def check_store(path: str | os.PathLike) -> CheckReport:
     report.rows = store.rows
     recovering = (store.path / WRITING_MARKER).exists()  # the next writer resizes arrays to the manifest
     for name, length in committed_lengths(store.manifest).items():
-        if length == 0 and not (store.path / name).exists():
-            continue  # e.g. the label arrays of a model that never classified
+        if length == 0:
+            continue  # no committed rows (e.g. the label arrays of a model that never classified)
         report.arrays += 1
         _check_array(store, name, length, recovering, report)
     for model_id in store.manifest.models:
