@@ -31,7 +31,7 @@ from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
 from .pca import SOLVERS, StreamingPCA  # noqa: F401
 from .runner import Runner
-from .store import Store, block_ranges, open_writer, rows_per_block, write_rows
+from .store import Store, block_ranges, make_staging_dir, open_writer, rows_per_block, write_rows
 
 
 @dataclass
@@ -131,7 +131,7 @@ def fit(store_path: str | os.PathLike, options: FitOptions = None, *, scheduler:
     if rows < max(options.ks):
         raise UsageError(f"{store.path}: {rows} rows cannot make {max(options.ks)} clusters (largest --k)")
     model_id = new_model_id()
-    staging = store.path / "models" / f".staging-{model_id}-{os.getpid()}"
+    staging = make_staging_dir(store.path, model_id)
     try:
         with Runner(scheduler) as runner:
             model = _fit_model(store, options, runner, staging, model_id)

@@ -17,9 +17,11 @@ from . import progress
 from .errors import InputError, UsageError
 from .manifest import Batch, utc_now
 from .readers import FORMATS, ReadOptions, Slice, read_slices
-from .store import StoreWriter, default_chunk_rows, open_writer
+from .store import StoreWriter, block_ranges, default_chunk_rows, open_writer
 
 DTYPES = ("float32", "float16")
+SIDE_COLUMNS = ("ids", "texts")
+SIDE_OPTIONS = {"ids": "--id-column", "texts": "--text-column"}
 
 
 @dataclass
@@ -76,12 +78,16 @@ def ingest(
     drop_nonfinite: bool = False,
     min_age: float = 0.0,
     wait: float = 0.0,
+    allow_missing: tuple[str, ...] = (),
 ) -> IngestReport:
-    """Ingest every file of ``paths`` into the store at ``store_path`` (created on first use)."""
+    """Ingest every file of ``paths`` into the store at ``store_path`` (created on first use).
+
+    ``allow_missing`` ("ids", "texts"): columns a file may lack although the store keeps them
+    (``--no-ids``/``--no-texts``); its rows are then recorded as missing those values."""
     options_key = read_options.key() + (";drop_nonfinite" if drop_nonfinite else "")
     return ingest_files(store_path, paths, lambda path: read_slices(path, read_options), options_key,
                         formats=FORMATS, dtype=dtype, chunk_rows=chunk_rows, drop_nonfinite=drop_nonfinite,
-                        min_age=min_age, wait=wait)
+                        min_age=min_age, wait=wait, allow_missing=allow_missing)
 
 
 def ingest_files(
@@ -97,6 +103,7 @@ def ingest_files(
     min_age: float = 0.0,
     wait: float = 0.0,
     check: Callable[[StoreWriter], None] | None = None,
+    allow_missing: tuple[str, ...] = (),
 ) -> IngestReport:
     """The commit loop shared by ``ingest`` and ``embed``: each file of ``paths`` becomes one batch,
     its rows read by ``read(path)``; ``options_key`` (the options that change the rows) is part of
@@ -108,20 +115,35 @@ def ingest_files(
     files, skipped = expand_paths(paths, formats)
     for path in skipped:
         progress.warn(f"{path}: skipped, not one of {', '.join(formats)}")
+    results = [BatchResult(str(p), "failed", error=f"{p}: not a regular file (a FIFO, device or socket is "
+                                                   f"never read)") for p in files if _irregular(p)]
+    files = [p for p in files if not _irregular(p)]
     store_path = Path(store_path)
-    existed = store_path.exists()
-    results = []
     with open_writer(store_path, wait=wait, create=True) as writer:
         if check is not None:
             check(writer)
         for path in files:
             result = _ingest_file(writer, path, read, options_key, dtype=dtype, chunk_rows=chunk_rows,
-                                  drop_nonfinite=drop_nonfinite, min_age=min_age)
+                                  drop_nonfinite=drop_nonfinite, min_age=min_age, allow_missing=allow_missing)
             results.append(result)
         rows = writer.manifest.rows if writer.manifest else 0
-        if writer.manifest is None and not existed:
-            shutil.rmtree(store_path, ignore_errors=True)
+        if writer.manifest is None:
+            _remove_uncommitted_arrays(writer)
     return IngestReport(rows=rows, batches=results)
+
+
+def _irregular(path: Path) -> bool:
+    """Exists but is no regular file (a FIFO would block the reader while it holds the lock)."""
+    return path.exists() and not path.is_file()
+
+
+def _remove_uncommitted_arrays(writer: StoreWriter) -> None:
+    """A first ingest that committed nothing leaves the folder and its ``.lock`` (another process may
+    be waiting on it), without the arrays it created."""
+    for name in ("vectors", *SIDE_COLUMNS):
+        shutil.rmtree(writer.path / name, ignore_errors=True)
+    for name in ("zarr.json", ".writing"):
+        (writer.path / name).unlink(missing_ok=True)
 
 
 def _ingest_file(writer: StoreWriter, path: Path, read: Callable[[Path], Iterator[Slice]], options_key: str,
@@ -147,8 +169,9 @@ def _ingest_file(writer: StoreWriter, path: Path, read: Callable[[Path], Iterato
             if duplicate:
                 return BatchResult(str(path), "duplicate", id=duplicate.id, rows=duplicate.rows)
         try:
-            rows, dropped = _stage_file(writer, path, read(path), dtype=kw["dtype"], chunk_rows=kw["chunk_rows"],
-                                        drop_nonfinite=kw["drop_nonfinite"])
+            rows, dropped, missing = _stage_file(writer, path, read(path), dtype=kw["dtype"],
+                                                 chunk_rows=kw["chunk_rows"], drop_nonfinite=kw["drop_nonfinite"],
+                                                 allow_missing=kw["allow_missing"])
         except InputError as exc:
             writer.abort()
             writer.manifest = before
@@ -157,8 +180,9 @@ def _ingest_file(writer: StoreWriter, path: Path, read: Callable[[Path], Iterato
     manifest = writer.manifest
     batch = Batch(id=manifest.next_batch_id(), source=source, sha256=sha, start=manifest.rows,
                   stop=manifest.rows + rows, ingested_at=utc_now(), size=stat.st_size,
-                  mtime_ns=stat.st_mtime_ns, options=options_key)
-    writer.commit(replace(manifest, rows=batch.stop, batches=[*manifest.batches, batch],
+                  mtime_ns=stat.st_mtime_ns, options=options_key, missing=sorted(missing))
+    earlier = [replace(b, missing=sorted(set(b.missing) | writer.new_columns)) for b in manifest.batches]
+    writer.commit(replace(manifest, rows=batch.stop, batches=[*earlier, batch],
                           columns=sorted(set(manifest.columns) | writer.new_columns)))
     writer.new_columns = set()
     return BatchResult(str(path), "committed", id=batch.id, rows=rows, dropped=dropped)
@@ -169,15 +193,19 @@ def _duplicate_of(manifest, sha: str, options_key: str) -> Batch | None:
 
 
 def _stage_file(writer: StoreWriter, path: Path, pieces: Iterator[Slice], *, dtype, chunk_rows,
-                drop_nonfinite) -> tuple[int, int]:
-    """Validate ``path`` slice by slice and stage its rows past the committed end. Returns (rows, dropped)."""
+                drop_nonfinite, allow_missing=()) -> tuple[int, int, set[str]]:
+    """Validate ``path`` slice by slice and stage its rows past the committed end.
+    Returns (rows, dropped, the store's side columns this file has no values for)."""
     start = writer.manifest.rows if writer.manifest else 0
     written = dropped = 0
     seen_ids: set[str] = set()
+    missing: set[str] = set()
+
     def checked_slices():
         nonlocal dropped, start
         for piece in pieces:
             piece, n_dropped = _validated(piece, path, writer, drop_nonfinite, seen_ids)
+            missing.update(_missing_columns(piece, path, writer, allow_missing))
             dropped += n_dropped
             if writer.manifest is None:
                 dim = piece.vectors.shape[1]
@@ -205,7 +233,22 @@ def _stage_file(writer: StoreWriter, path: Path, pieces: Iterator[Slice], *, dty
     if written == 0:
         raise InputError(f"{path}: no rows left to ingest ({dropped} dropped as non-finite)" if dropped
                          else f"{path}: empty file (0 rows)")
-    return written, dropped
+    return written, dropped, missing
+
+
+def _missing_columns(piece: Slice, path: Path, writer: StoreWriter, allow_missing) -> set[str]:
+    """The store's side columns this slice has no values for: refused unless the user allowed it."""
+    if writer.manifest is None:
+        return set()
+    known = set(writer.manifest.columns) | writer.new_columns
+    missing = {name for name in SIDE_COLUMNS if name in known and getattr(piece, name) is None}
+    refused = sorted(missing - set(allow_missing))
+    if refused:
+        names = " and ".join(refused)
+        raise InputError(f"{path}: has no {names}, but the store keeps {names} for its rows; name the column with "
+                         f"{' / '.join(SIDE_OPTIONS[n] for n in refused)}, or pass "
+                         f"{' '.join('--no-' + n for n in refused)} to store this batch without them")
+    return missing
 
 
 def _stage_slice(writer: StoreWriter, row: int, piece: Slice) -> None:
@@ -253,14 +296,17 @@ def _concat(a: Slice, b: Slice) -> Slice:
 
 
 def _stage_column(writer: StoreWriter, name: str, row: int, values, n: int) -> None:
+    """Stage a side column's values; "" where the file has none (its batch records them as missing)."""
     known = name in writer.manifest.columns or name in writer.new_columns
     if values is None:
         if known:
             writer.stage(name, row, np.full(n, "", dtype=str))
         return
-    if not known:
+    if not known:  # the first file with this column: the earlier rows are recorded as missing it
         writer.create_column(name, length=writer.manifest.rows, chunk_rows=writer.manifest.chunk_rows)
         writer.new_columns.add(name)
+        for a, b in block_ranges(writer.manifest.rows, 16 * writer.manifest.chunk_rows):
+            writer.stage(name, a, np.full(b - a, "", dtype=str))
     writer.stage(name, row, np.asarray(values, dtype=str))
 
 
@@ -279,6 +325,8 @@ def _validated(piece: Slice, path: Path, writer: StoreWriter, drop_nonfinite: bo
     vectors = piece.vectors
     if vectors.dtype.kind not in "fiu":
         raise InputError(f"{path}: expected numeric vectors, got dtype {vectors.dtype}")
+    if vectors.ndim != 2 or vectors.shape[1] == 0:
+        raise InputError(f"{path}: vectors of shape {vectors.shape} have no values; expected rows x dim, dim >= 1")
     if writer.manifest is not None and vectors.shape[1] != writer.manifest.dim:
         raise InputError(f"{path}: row {piece.row}: expected dim {writer.manifest.dim} (the store's), got {vectors.shape[1]}")
     dropped = 0

@@ -13,7 +13,7 @@ LOCK_NAME = ".lock"
 
 
 class StoreLock:
-    """Exclusive, non-reentrant lock on ``<store>/.lock``.
+    """Exclusive, non-reentrant lock on ``<store>/.lock``. The file is never deleted or replaced.
 
     ``wait`` is how many seconds to keep trying before giving up with :class:`LockBusy`.
     """
@@ -24,23 +24,36 @@ class StoreLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + max(self.wait, 0.0)
         while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() >= deadline:
-                    os.close(fd)
                     raise LockBusy(
                         f"store {self.path.parent} is locked by another streamproc process; "
                         f"try again later or pass --wait SECONDS"
                     ) from None
                 time.sleep(0.1)
+                continue
+            if self._is_current(fd):
+                break
+            os.close(fd)  # we locked a .lock that was since removed or replaced: lock the one there now
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    def _is_current(self, fd: int) -> bool:
+        """Is the file we locked still the one at ``self.path``? (Two writers could otherwise each hold
+        a lock on a different file.) streamproc never removes ``.lock``; this guards against anyone else."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -101,7 +101,7 @@ def load_projection(store: Store, model_id: str) -> Projection | None:
         return None
     if meta["method"] == "pca":
         return Projection("pca")
-    base = store.path / "models" / model_id / meta["array"]
+    base = store.resolve(f"models/{model_id}/{meta['array']}")
     sample_z = zarr.open_array(base.with_name(base.name + "-sample"), mode="r")[:]
     sample_xy = zarr.open_array(base.with_name(base.name + "-sample-xy"), mode="r")[:]
     return Projection("umap", sample_z, sample_xy, int(meta.get("seed", 0)))

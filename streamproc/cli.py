@@ -1,13 +1,16 @@
 """The ``streamproc`` command line: each command parses, calls one library function, and reports.
 
 Library errors become a one-line message and an exit code at one boundary (:func:`reporting`):
-0 ok, 1 error, 2 usage, 75 store locked by another process.
+0 ok, 1 error, 2 usage, 75 store locked by another process. An ``OSError`` (disk full, read-only
+store, permission denied) is an error too: one line naming the path, exit 1. Click's own usage
+errors honour ``--json`` as well (:class:`Main`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -38,11 +41,9 @@ def reporting(fn):
         try:
             report = fn(*args, **kwargs)
         except StreamprocError as exc:
-            if as_json:
-                click.echo(json.dumps({"error": str(exc), "exit_code": exc.exit_code}))
-            else:
-                click.echo(f"Error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            fail(str(exc), exc.exit_code, as_json)
+        except OSError as exc:
+            fail(os_error_message(exc), 1, as_json)
         if as_json:
             click.echo(json.dumps(report.data))
         elif report.text:
@@ -54,12 +55,57 @@ def reporting(fn):
     return wrapper
 
 
-def wait_option(fn):
-    return click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
-                        help="If another process holds the store's lock, keep trying this long before exit 75.")(fn)
+def fail(message: str, exit_code: int, as_json: bool):
+    """Report an error as one line (or the JSON error object) and exit."""
+    message = " ".join(message.split())
+    if as_json:
+        click.echo(json.dumps({"error": message, "exit_code": exit_code}))
+    else:
+        click.echo(f"Error: {message}", err=True)
+    sys.exit(exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def os_error_message(exc: OSError) -> str:
+    """``PATH: what went wrong`` for a failed system call (ENOSPC, EROFS, EACCES ...)."""
+    where = exc.filename or "a file"
+    what = exc.strerror or str(exc)
+    return f"{where}: {what}; nothing more was committed (the store keeps its last commit)"
+
+
+def _seconds(ctx, param, value: float) -> float:
+    if value is not None and (math.isnan(value) or value < 0 or math.isinf(value)):
+        raise click.BadParameter(f"expected a finite number of seconds >= 0, got {value}")
+    return value
+
+
+def wait_option(fn=None, *, default: float = 0.0):
+    """``--wait SECONDS``: how long to keep trying for a lock another process holds."""
+    def decorate(fn):
+        return click.option("--wait", type=float, default=default, show_default=True, metavar="SECONDS",
+                            callback=_seconds, help="If another process holds the store's lock, keep trying "
+                                                    "this long before exit 75.")(fn)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+class Main(click.Group):
+    """The command group; a usage error (exit 2) of any command prints the JSON error object when
+    ``--json`` is among the arguments."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["json"] = "--json" in args
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if not ctx.meta.get("json"):
+                raise
+            fail(exc.format_message(), exc.exit_code, True)
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="streamproc")
 def main():
     """Streaming clustering of embedding vectors in a crash-safe Zarr store.
@@ -73,4 +119,4 @@ def main():
 
 
 # Commands live in their own modules; importing them registers them on ``main``.
-from . import cli_data, cli_label, cli_model, cli_view  # noqa: E402,F401
+from . import cli_check, cli_data, cli_label, cli_model, cli_view  # noqa: E402,F401

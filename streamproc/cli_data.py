@@ -53,15 +53,19 @@ def synth(out_dir, rows, dim, clusters, batch_rows, fmt, texts, seed, first_batc
               "instead of failing the file.")
 @click.option("--min-age", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Skip files modified less than this long ago (still being written into an inbox).")
+@click.option("--no-texts", is_flag=True, help="Allow files without texts into a store that keeps texts "
+              "(their rows are stored as having none).")
+@click.option("--no-ids", is_flag=True, help="Allow files without ids into a store that keeps ids.")
 @wait_option
 @reporting
 def ingest_command(store, paths, array, vector_column, id_column, text_column, dtype, chunk_rows,
-                   drop_nonfinite, min_age, wait):
+                   drop_nonfinite, min_age, no_texts, no_ids, wait):
     """Add each file of PATHS (or each known file in a PATHS directory) to STORE as one batch.
 
     STORE is created by the first ingest. Every file is committed atomically on its own, and a file
     already ingested (same content and options) is skipped, so cron can run the same command again
-    and again. A bad file is reported and skipped; the others still commit (exit code 1).
+    and again. A bad file is reported and skipped; the others still commit (exit code 1). Once a
+    store keeps texts (or ids), a file without them is refused unless --no-texts (--no-ids).
 
     \b
     Examples:
@@ -69,8 +73,9 @@ def ingest_command(store, paths, array, vector_column, id_column, text_column, d
       streamproc ingest store docs.parquet --vector-column embedding --id-column id --text-column text
     """
     options = ReadOptions(array=array, vector_column=vector_column, id_column=id_column, text_column=text_column)
+    allow_missing = tuple(name for name, flag in (("texts", no_texts), ("ids", no_ids)) if flag)
     report = ingest(store, list(paths), read_options=options, dtype=dtype, chunk_rows=chunk_rows,
-                    drop_nonfinite=drop_nonfinite, min_age=min_age, wait=wait)
+                    drop_nonfinite=drop_nonfinite, min_age=min_age, wait=wait, allow_missing=allow_missing)
     return Report(report.to_dict(), _batch_lines(report, "non-finite rows dropped"),
                   exit_code=1 if report.failed else 0)
 
@@ -160,8 +165,10 @@ def info(store):
 @click.option("--seed", type=int, default=0, show_default=True)
 @reporting
 def demo(folder, rows, seed):
-    """Run the whole job on built-in synthetic data in FOLDER (replaced if it exists): synth, ingest,
+    """Run the whole job on built-in synthetic data in FOLDER: synth, ingest,
     fit, classify, ingest and classify a later batch, project, render map.png, write report.html.
+    FOLDER must be new, empty, or an earlier demo's folder (whose outputs are replaced); any other
+    non-empty folder is refused.
 
     \b
     Example:

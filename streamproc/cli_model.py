@@ -8,6 +8,8 @@ from .choices import DEFAULT_K, METRICS, PCA_SOLVERS, SCALINGS
 from .cli import Report, main, reporting, wait_option
 from .errors import UsageError
 
+FIT_COMMIT_WAIT = 600.0  # fit waits this long for the lock at commit rather than discard its work
+
 
 def scheduler_option(fn):
     return click.option("--scheduler", metavar="tcp://HOST:PORT",
@@ -43,14 +45,15 @@ def scheduler_option(fn):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--activate", is_flag=True, help="Make this model the store's current one (the first model always is).")
 @scheduler_option
-@wait_option
+@wait_option(default=FIT_COMMIT_WAIT)
 @reporting
 def fit_command(store, k_range, variance, components, pca_solver, scaling, metric, select, epochs, tol, sample,
                 restarts, classifier, seed, activate, scheduler, wait):
     """Fit PCA + k-means for every k on STORE's vectors, pick k, and save the model in STORE.
 
     Reads the rows committed when it starts, without the lock (ingest can go on meanwhile); takes
-    the lock only to commit the model. Memory does not grow with the number of rows.
+    the lock only to commit the model, waiting up to --wait seconds (default 600) for it rather than
+    discarding its work. Memory does not grow with the number of rows.
 
     \b
     Examples:

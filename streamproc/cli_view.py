@@ -7,6 +7,8 @@ import click
 from .cli import Report, main, reporting, wait_option
 from .cli_model import scheduler_option
 
+MAX_PIXELS = 8192  # per side of a rendered map: 8192 x 8192 RGBA is 256 MiB
+
 
 @main.command(name="project")
 @click.argument("store", type=click.Path(file_okay=False))
@@ -40,8 +42,10 @@ def project_command(store, model_id, method, sample, seed, scheduler, wait):
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
 @click.option("--model", "model_id", help="Model id (default: the store's current model).")
-@click.option("--width", type=click.IntRange(min=200), default=1200, show_default=True, help="PNG width in pixels.")
-@click.option("--height", type=click.IntRange(min=200), default=900, show_default=True, help="PNG height in pixels.")
+@click.option("--width", type=click.IntRange(min=200, max=MAX_PIXELS), default=1200, show_default=True,
+              help=f"PNG width in pixels (at most {MAX_PIXELS}).")
+@click.option("--height", type=click.IntRange(min=200, max=MAX_PIXELS), default=900, show_default=True,
+              help=f"PNG height in pixels (at most {MAX_PIXELS}).")
 @click.option("--color", type=click.Choice(["cluster", "outlier", "batch"]), default="cluster", show_default=True,
               help="What colours the points.")
 @reporting

@@ -13,9 +13,32 @@ from ._fit import FitOptions, fit
 from ._ingest import ingest
 from ._project import project
 from ._render import render
+from .errors import UsageError
 from .readers import ReadOptions
 from .report import write_report
 from .synth import Mixture, write_batches
+
+
+DEMO_MARKER = ".streamproc-demo"  # written into every folder the demo makes: only such folders are reused
+DEMO_OUTPUTS = ("store", "inbox", "map.png", "report.html")
+
+
+def prepare_folder(folder: Path) -> None:
+    """Make ``folder`` ready for a demo: create it, or reuse an empty one or an earlier demo's (its
+    outputs removed). Any other non-empty folder is refused: the demo never deletes user data."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / DEMO_MARKER).is_file():
+            raise UsageError(f"{folder}: not empty and not made by `streamproc demo`; choose a new or empty folder")
+        for name in DEMO_OUTPUTS:
+            path = folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DEMO_MARKER).write_text("made by streamproc demo; the demo may replace this folder's outputs\n")
 
 
 def run_demo(folder: str | os.PathLike, *, rows: int = 100_000, dim: int = 384, clusters: int = 20,
@@ -23,8 +46,7 @@ def run_demo(folder: str | os.PathLike, *, rows: int = 100_000, dim: int = 384, 
     """synth -> ingest (in two rounds) -> fit -> classify -> project -> render -> report."""
     folder = Path(folder)
     store, inbox = folder / "store", folder / "inbox"
-    if folder.exists():
-        shutil.rmtree(folder)
+    prepare_folder(folder)
     steps, began = {}, time.perf_counter()
 
     def step(name, fn, *args, **kwargs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from .errors import StreamprocError, UsageError
 from .manifest import check_name
 from .models import resolve_model_id
-from .store import LABEL_ARRAYS, Store
+from .store import LABEL_ARRAYS, Store, pid_alive
 
 COLUMNS = ("model", "id", "row", "batch", "label", "distance", "confidence", "outlier")
 BLOCK_ROWS = 262_144
@@ -34,12 +35,14 @@ def export_labels(store_path: str | os.PathLike, output: str | os.PathLike, *, m
         if batch is None:
             raise UsageError(f"--since-batch: no batch {since_batch!r} in {store.path}")
         start = batch.stop
+    remove_dead_temp_files(output)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     schema = pa.schema([("model", pa.string()), ("id", pa.string()), ("row", pa.int64()), ("batch", pa.string()),
                         ("label", pa.int32()), ("distance", pa.float32()), ("confidence", pa.float32()),
                         ("outlier", pa.bool_())])
     batch_starts = np.array([b.start for b in store.manifest.batches])
     batch_ids = np.array([b.id for b in store.manifest.batches])
+    ids_missing = np.array(["ids" in b.missing for b in store.manifest.batches])
     written = 0
     try:
         writer = _open_writer(tmp, schema, fmt)
@@ -48,10 +51,13 @@ def export_labels(store_path: str | os.PathLike, output: str | os.PathLike, *, m
             columns = [prefix + name for name in LABEL_ARRAYS] + (["ids"] if store.has_column("ids") else [])
             for a, b, got in store.iter_rows(columns, start, watermark, BLOCK_ROWS):
                 rows = np.arange(a, b)
+                batch_of_row = np.searchsorted(batch_starts, rows, side="right") - 1
                 ids = got["ids"].tolist() if "ids" in got else [""] * (b - a)
                 table = pa.table({
-                    "model": pa.array(np.full(b - a, model_id)), "id": pa.array(ids, pa.string()), "row": pa.array(rows),
-                    "batch": pa.array(batch_ids[np.searchsorted(batch_starts, rows, side="right") - 1]),
+                    "model": pa.array(np.full(b - a, model_id)),
+                    "id": pa.array(ids, pa.string(), mask=ids_missing[batch_of_row]),  # null: batch had no ids
+                    "row": pa.array(rows),
+                    "batch": pa.array(batch_ids[batch_of_row]),
                     "label": pa.array(got[prefix + "labels"]),
                     "distance": pa.array(got[prefix + "distance"]),
                     "confidence": pa.array(got[prefix + "confidence"]),
@@ -68,6 +74,15 @@ def export_labels(store_path: str | os.PathLike, output: str | os.PathLike, *, m
         if tmp.exists():
             tmp.unlink()
     return {"model": model_id, "rows": written, "output": str(output), "start": start, "stop": max(watermark, start)}
+
+
+def remove_dead_temp_files(output: Path) -> None:
+    """Remove ``.NAME.PID.tmp`` files an export killed midway left beside ``output`` (its pid gone)."""
+    prefix = f".{output.name}."
+    for tmp in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
+        pid = tmp.name[len(prefix):-len(".tmp")]
+        if pid.isdigit() and not pid_alive(pid):
+            tmp.unlink(missing_ok=True)
 
 
 def _open_writer(path: Path, schema, fmt: str):

@@ -25,11 +25,16 @@ def utc_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def check_name(name: str, what: str) -> str:
-    """Refuse names that would escape the store when used as a path component."""
-    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
-        raise UsageError(f"invalid {what} {name!r}: expected letters, digits, '_', '.', '-' (no '..')")
+def check_name(name: str, what: str, error: type[Exception] = UsageError) -> str:
+    """Refuse names that would escape the store when used as a path component (from the command line,
+    or with ``error=StoreError`` from a stored file)."""
+    if not is_safe_name(name):
+        raise error(f"invalid {what} {str(name)[:80]!r}: expected letters, digits, '_', '.', '-' (no '..')")
     return name
+
+
+def is_safe_name(name) -> bool:
+    return isinstance(name, str) and len(name) <= 200 and bool(SAFE_NAME.match(name)) and ".." not in name
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Batch:
     size: int = 0
     mtime_ns: int = 0
     options: str = ""
+    missing: list[str] = field(default_factory=list)  # row-aligned columns this batch has no values for
 
     @property
     def rows(self) -> int:
@@ -81,13 +87,76 @@ class Manifest:
             )
         fields = {k: v for k, v in data.items() if k != "format"}
         try:
+            if not isinstance(fields.get("batches", []), list):
+                raise TypeError("batches must be a list")
             fields["batches"] = [Batch(**b) for b in fields.get("batches", [])]
-            return cls(**fields)
+            manifest = cls(**fields)
         except TypeError as exc:
             raise StoreError(f"{where}: damaged manifest ({exc})") from None
+        validate_manifest(manifest, where)
+        return manifest
 
     def next_batch_id(self) -> str:
         return f"b{len(self.batches) + 1:06d}"
+
+
+COLUMNS = ("ids", "texts")
+DTYPES = ("float32", "float16")
+
+
+def validate_manifest(m: Manifest, where: str) -> None:
+    """Refuse a manifest whose fields have the wrong type, impossible numbers, or names that are not
+    safe path components: everything later resolved to a path or trusted as a row count."""
+    def fail(what: str):
+        raise StoreError(f"{where}: damaged manifest ({what})")
+
+    def count(value, what: str, low: int = 0) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            fail(f"{what} must be an integer >= {low}, got {str(value)[:80]!r}")
+        return value
+
+    count(m.dim, "dim", 1)
+    count(m.chunk_rows, "chunk_rows", 1)
+    count(m.rows, "rows")
+    if m.dtype not in DTYPES:
+        fail(f"dtype must be one of {', '.join(DTYPES)}, got {str(m.dtype)[:80]!r}")
+    if not isinstance(m.columns, list) or any(c not in COLUMNS for c in m.columns):
+        fail(f"columns must be a list of {', '.join(COLUMNS)}, got {str(m.columns)[:80]!r}")
+    end = 0
+    for b in m.batches:
+        if not is_safe_name(b.id):
+            fail(f"invalid batch id {str(b.id)[:80]!r}")
+        if count(b.start, f"batch {b.id} start") != end or count(b.stop, f"batch {b.id} stop") < b.start:
+            fail(f"batch {b.id} covers rows [{b.start}, {b.stop}), expected to start at row {end}")
+        if not isinstance(b.missing, list) or any(c not in COLUMNS for c in b.missing):
+            fail(f"batch {b.id} missing must be a list of {', '.join(COLUMNS)}")
+        if not all(isinstance(v, str) for v in (b.source, b.sha256, b.ingested_at, b.options)):
+            fail(f"batch {b.id} source, sha256, ingested_at and options must be strings")
+        count(b.size, f"batch {b.id} size")
+        count(b.mtime_ns, f"batch {b.id} mtime_ns", -2**63)
+        end = b.stop
+    if end != m.rows:
+        fail(f"batches end at row {end}, but rows is {m.rows}")
+    if not isinstance(m.models, dict):
+        fail("models must be an object")
+    for model_id, info in m.models.items():
+        if not is_safe_name(model_id):
+            fail(f"invalid model id {str(model_id)[:80]!r}")
+        if not isinstance(info, dict):
+            fail(f"model {model_id} must be an object")
+        if count(info.get("watermark", 0), f"model {model_id} watermark") > m.rows:
+            fail(f"model {model_id} watermark {info.get('watermark')} is past the {m.rows} rows")
+        projection = info.get("projection")
+        if projection is not None:
+            if not isinstance(projection, dict) or not is_safe_name(projection.get("array")) \
+                    or not str(projection.get("array")).startswith("projection-"):
+                fail(f"model {model_id} projection array must be a safe name starting 'projection-'")
+            if projection.get("method") not in ("umap", "pca"):
+                fail(f"model {model_id} projection method must be umap or pca")
+            if count(info.get("projection_watermark", 0), f"model {model_id} projection_watermark") > m.rows:
+                fail(f"model {model_id} projection_watermark is past the {m.rows} rows")
+    if m.current_model is not None and m.current_model not in m.models:
+        fail(f"current_model {str(m.current_model)[:80]!r} is not a listed model")
 
 
 def read_manifest(store_path: Path) -> Manifest | None:
@@ -97,10 +166,14 @@ def read_manifest(store_path: Path) -> Manifest | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError:
+        raise StoreError(f"{path}: damaged manifest (not UTF-8)") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StoreError(f"{path}: damaged manifest ({exc})") from None
+    if not isinstance(data, dict):
+        raise StoreError(f"{path}: damaged manifest (expected a JSON object)")
     return Manifest.from_dict(data, where=str(path))
 
 
@@ -116,11 +189,14 @@ def write_json_atomic(path: Path, data: dict) -> None:
     """Write, fsync, rename over ``path``, fsync the directory: all or nothing, even on power loss."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write (disk full): no half file left behind
     fsync_dir(path.parent)
 
 

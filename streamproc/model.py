@@ -169,23 +169,53 @@ class Model:
                     arrays[name] = None
         except FileNotFoundError as exc:
             raise ModelError(f"{directory}: damaged model, {Path(exc.filename or '').name or 'a file'} is missing") from None
-        except (json.JSONDecodeError, jsonschema.ValidationError) as exc:
-            raise ModelError(f"{directory}: damaged model metadata ({str(exc).splitlines()[0]})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, jsonschema.ValidationError) as exc:
+            raise ModelError(f"{directory}: damaged model metadata ({str(exc).splitlines()[0][:200]})") from None
+        except (ValueError, TypeError, KeyError, zarr.errors.BaseZarrError) as exc:  # damaged array metadata or chunks
+            raise ModelError(f"{directory}: damaged model array ({str(exc).splitlines()[0][:200]})") from None
+        if not isinstance(meta, dict):
+            raise ModelError(f"{directory}: damaged model metadata (expected a JSON object)")
         fields = {k: v for k, v in meta.items() if k in cls.__dataclass_fields__}
-        fields["fit_rows"] = tuple(fields["fit_rows"])
-        model = cls(**fields, **arrays)
+        try:
+            fields["fit_rows"] = tuple(fields["fit_rows"])
+            model = cls(**fields, **arrays)
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"{directory}: damaged model metadata ({exc})") from None
         model._check_shapes(directory)
+        model._check_values(directory)
         return model
 
+    def _check_values(self, where) -> None:
+        """Refuse arrays and numbers no fit produces: NaN or Inf, a scale <= 0, negative row counts."""
+        for name in ARRAYS:
+            value = getattr(self, name)
+            if value is not None and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ModelError(f"{where}: damaged model, {name} holds NaN or Inf")
+        if (self.scale <= 0).any():
+            raise ModelError(f"{where}: damaged model, scale must be > 0 (got {float(self.scale.min())})")
+        if (self.cluster_sizes < 0).any():
+            raise ModelError(f"{where}: damaged model, cluster_sizes must be >= 0")
+        numbers = {"total_variance": self.total_variance, "noise_variance": self.noise_variance}
+        for name, value in numbers.items():
+            if not isinstance(value, int | float) or not np.isfinite(value) or value < 0:
+                raise ModelError(f"{where}: damaged model, {name} must be a finite number >= 0, got {value!r}")
+        if len(self.fit_rows) != 2 or not 0 <= self.fit_rows[0] <= self.fit_rows[1]:
+            raise ModelError(f"{where}: damaged model, fit_rows {list(self.fit_rows)} is not a row range")
+
     def _check_shapes(self, where) -> None:
+        for name in ("pca_mean", "pca_components", "scale", "centroids", "quantiles", "cluster_sizes", "spectrum"):
+            if getattr(self, name) is None:
+                raise ModelError(f"{where}: damaged model, array {name} is missing")
         c, d, k = self.n_components, self.dim, self.k
         expected = {"pca_mean": (d,), "pca_components": (c, d), "scale": (c,), "centroids": (k, c),
                     "quantiles": (k, len(QUANTILES)), "cluster_sizes": (k,)}
         if self.cluster_ids is not None:
             expected["cluster_ids"] = (k,)
+        if self.logistic_coef is not None:
+            expected.update(logistic_coef=(k, k), logistic_intercept=(k,))
         for name, shape in expected.items():
-            if getattr(self, name).shape != shape:
-                raise ModelError(f"{where}: damaged model, {name} has shape {getattr(self, name).shape}, expected {shape}")
+            if getattr(self, name) is None or getattr(self, name).shape != shape:
+                raise ModelError(f"{where}: damaged model, {name} has shape {np.shape(getattr(self, name))}, expected {shape}")
 
 
 def normalize_rows(z: np.ndarray) -> np.ndarray:

@@ -28,7 +28,9 @@ def load_model(store: Store | str | os.PathLike, model_id: str | None = None) ->
     """Load a committed model of a store (default: the current one) and check it fits the store."""
     store = store if isinstance(store, Store) else Store.open(store)
     model_id = resolve_model_id(store, model_id)
-    model = Model.load(store.path / "models" / model_id)
+    model = Model.load(store.resolve(f"models/{model_id}"))
+    if model.id != model_id:
+        raise ModelError(f"{store.path}: models/{model_id} holds model {model.id!r}; the store is damaged")
     if model.dim != store.dim:
         raise ModelError(f"model {model_id} was fitted on dim {model.dim}, but the store holds dim {store.dim}")
     return model
@@ -38,7 +40,7 @@ def list_models(store_path: str | os.PathLike) -> dict:
     store = Store.open(store_path)
     out = []
     for model_id, meta in store.manifest.models.items():
-        model = Model.load(store.path / "models" / model_id)
+        model = Model.load(store.resolve(f"models/{model_id}"))
         out.append({"id": model_id, "current": model_id == store.manifest.current_model, "k": model.k,
                     "n_components": model.n_components, "explained_variance": model.explained_variance,
                     "metric": model.metric, "scaling": model.scaling, "created_at": model.created_at,

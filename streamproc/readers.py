@@ -80,6 +80,8 @@ def _check_vectors_dtype(dtype: np.dtype, shape: tuple, where: str) -> None:
         raise InputError(f"{where}: expected a 2-D array (rows x dim), got shape {shape}")
     if shape[0] == 0:
         raise InputError(f"{where}: empty array (0 rows)")
+    if shape[1] == 0:
+        raise InputError(f"{where}: vectors of dimension 0 (shape {shape}); expected rows x dim, dim >= 1")
 
 
 def _read_npy(path: Path) -> Iterator[Slice]:
@@ -338,18 +340,31 @@ def _looks_numeric(text: str) -> bool:
 def _csv_numbers(frame, columns: list[str], path: Path, row: int) -> np.ndarray:
     import pandas as pd
 
-    block = frame[columns]
-    for name in columns:
-        col = block[name]
+    out = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for j, name in enumerate(columns):
+        col = frame[name]
         if col.dtype.kind not in "fiu" or col.isna().any():
             numbers = pd.to_numeric(col, errors="coerce")
-            bad_mask = numbers.isna().to_numpy()
+            spelled_nan = col.astype(str).str.strip().str.lower().isin(NAN_SPELLINGS)  # a number: non-finite
+            bad_mask = (numbers.isna() & ~spelled_nan).to_numpy()
             if bad_mask.any():
                 bad = int(np.flatnonzero(bad_mask)[0])
                 value = col.iloc[bad]
-                what = "empty value" if pd.isna(value) else f"{value!r} is not a number"
+                what = "empty value" if pd.isna(value) else f"{_shown(value)} is not a number"
                 raise InputError(f"{path}: line {row + bad + 2}, column {name!r}: {what}")
-    return block.to_numpy(dtype=np.float64)
+            col = numbers
+        out[:, j] = col.to_numpy(dtype=np.float64)
+    return out
+
+
+NAN_SPELLINGS = ("nan", "+nan", "-nan")
+SHOWN_CHARS = 80
+
+
+def _shown(value) -> str:
+    """A bad value as an error message quotes it: repr, at most ``SHOWN_CHARS`` characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 def _parse_vector_strings(col, path: Path, row: int) -> np.ndarray:

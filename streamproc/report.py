@@ -55,7 +55,7 @@ def cluster_summary(store: Store, model, rows: int, *, lang: str) -> dict:
 def _row_view(store: Store, row: int, distance: float) -> dict:
     view = {"row": row, "distance": distance}
     for column in ("ids", "texts"):
-        if store.has_column(column):
+        if store.has_column(column) and not store.is_missing(column, row):
             view[column[:-1]] = str(store.read(column, row, row + 1)[0])
     return view
 

@@ -12,13 +12,22 @@ Writers stage rows past the committed end of an array (a plain Zarr reader never
 array's stored shape is only grown after the manifest commit), fsync them, replace the manifest
 atomically, then resize the arrays to the committed lengths. Recovery after a crash resizes every
 array back to what the manifest says.
+
+Integrity: every array of committed rows carries a crc32c checksum per chunk (Zarr v3's ``crc32c``
+codec) and every chunk is stored, even one of fill values, so a missing or damaged chunk of committed
+rows is an error (:func:`read_rows`), never zeros. Every name read from the manifest resolves inside
+the store (:meth:`Store.resolve`); only folders the store created (marked with ``CREATED_MARKER``)
+are ever removed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,9 +39,12 @@ from zarr.core.array import AsyncArray
 
 from ._lock import StoreLock
 from .errors import StoreError
-from .manifest import MANIFEST_NAME, Manifest, fsync_dir, read_manifest, write_manifest
+from .manifest import MANIFEST_NAME, Manifest, fsync_dir, is_safe_name, read_manifest, write_manifest
 
 WRITING_MARKER = ".writing"
+CREATED_MARKER = ".streamproc-created"  # in every folder under models/ that streamproc made (and may remove)
+STAGING_PREFIX = ".staging-"
+STALE_STAGING_SECONDS = 7 * 24 * 3600  # a staging folder of another host is removed only when this old
 TARGET_CHUNK_BYTES = 4 * 2**20
 READ_THREADS = 4
 WRITE_THREADS = 4
@@ -67,6 +79,58 @@ def committed_lengths(manifest: Manifest) -> dict[str, int]:
 
 LABEL_ARRAYS = ("labels", "distance", "confidence", "outlier")
 
+zarr.config.set({"array.write_empty_chunks": True})  # every chunk of committed rows exists on disk
+
+
+def checksummed(compress: bool = True) -> list:
+    """Bytes-to-bytes codecs of a store array: (zstd and) a crc32c checksum of every chunk."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return [ZstdCodec(level=0), Crc32cCodec()] if compress else [Crc32cCodec()]
+
+
+def resolve_inside(root: Path, name: str) -> Path:
+    """``root / name``, refused unless it resolves (symlinks followed) inside ``root``."""
+    path = Path(root) / name
+    real, real_root = path.resolve(), Path(root).resolve()
+    if real != real_root and real_root not in real.parents:
+        raise StoreError(f"{path}: resolves outside the store (to {real}); refusing to use it")
+    return path
+
+
+def read_rows(folder: Path, arr: zarr.Array, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a stored array. A chunk file missing there, or one whose checksum or
+    size is wrong, raises :class:`StoreError` naming the array and rows: never fill values."""
+    chunk = arr.chunks[0]
+    for index in range(start // chunk, (max(stop, start + 1) - 1) // chunk + 1):
+        if stop > start and not chunk_path(folder, arr, index).exists():
+            a = index * chunk
+            raise StoreError(f"{folder}: rows [{a}, {a + chunk}) are missing (chunk file "
+                             f"{chunk_path(folder, arr, index).name} deleted?); the store is damaged")
+    try:
+        block = arr[start:stop]
+    except (ValueError, TypeError, RuntimeError) as exc:
+        a, b = _first_bad_chunk(arr, start, stop)
+        raise StoreError(f"{folder}: rows [{a}, {b}) are damaged ({str(exc).splitlines()[0][:120]})") from None
+    if len(block) != stop - start:
+        raise StoreError(f"{folder}: rows [{start}, {stop}) are not all stored; the store is damaged")
+    return block
+
+
+def _first_bad_chunk(arr: zarr.Array, start: int, stop: int) -> tuple[int, int]:
+    """The rows of the first chunk in ``[start, stop)`` that does not decode (to name it in the error)."""
+    chunk = arr.chunks[0]
+    for a in range(start - start % chunk, stop, chunk):
+        try:
+            arr[a:min(a + chunk, arr.shape[0])]
+        except (ValueError, TypeError, RuntimeError):
+            return a, a + chunk
+    return start, stop
+
+
+def chunk_path(folder: Path, arr: zarr.Array, index: int) -> Path:
+    return Path(folder) / arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
+
 
 class Store:
     """A read-only snapshot of a store: the manifest as it was when opened, and its arrays.
@@ -97,19 +161,31 @@ class Store:
     def dim(self) -> int:
         return self.manifest.dim
 
+    def resolve(self, name: str) -> Path:
+        """The path of ``name`` (e.g. ``models/<id>/labels``) in the store; refused if it leads outside."""
+        if not all(is_safe_name(part) for part in name.split("/")):
+            raise StoreError(f"{self.path}: invalid array name {name[:80]!r}")
+        return resolve_inside(self.path, name)
+
     def array(self, name: str) -> zarr.Array:
         if name not in self._arrays:
             try:
-                self._arrays[name] = zarr.open_array(self.path / name, mode="r")
+                self._arrays[name] = zarr.open_array(self.resolve(name), mode="r")
             except (FileNotFoundError, zarr.errors.NodeNotFoundError):
                 raise StoreError(f"{self.path}: array {name!r} is missing") from None
+            except (ValueError, TypeError, KeyError) as exc:
+                raise StoreError(f"{self.path}: array {name!r} has damaged metadata ({exc})") from None
         return self._arrays[name]
+
+    def is_missing(self, column: str, row: int) -> bool:
+        """True when the batch holding ``row`` was ingested without ``column`` (--no-texts / --no-ids)."""
+        return any(b.start <= row < b.stop and column in b.missing for b in self.manifest.batches)
 
     def has_column(self, name: str) -> bool:
         return name in self.manifest.columns
 
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        return self.array(name)[start:stop]
+        return read_rows(self.path / name, self.array(name), start, stop)
 
     def iter_blocks(
         self, name: str, start: int = 0, stop: int | None = None, *, block_rows: int | None = None
@@ -167,7 +243,7 @@ class StoreWriter(Store):
         zarr.open_group(self.path, mode="a", zarr_format=3)
         zarr.create_array(
             self.path / "vectors", shape=(0, dim), chunks=(chunk_rows, dim), dtype=dtype,
-            compressors=None, fill_value=0, overwrite=True,
+            compressors=checksummed(compress=False), fill_value=0, overwrite=True,
         )
         self.manifest = Manifest(dim=dim, dtype=dtype, chunk_rows=chunk_rows)
 
@@ -175,12 +251,13 @@ class StoreWriter(Store):
         """Create a row-aligned array (``ids``, ``texts``, labels ...) of ``length`` fill rows."""
         shape = (length, width) if width else (length,)
         chunks = (chunk_rows, width) if width else (chunk_rows,)
-        zarr.create_array(self.path / name, shape=shape, chunks=chunks, dtype=dtype, overwrite=True)
+        zarr.create_array(self.resolve(name), shape=shape, chunks=chunks, dtype=dtype, overwrite=True,
+                          compressors=checksummed())
         self._arrays.pop(name, None)
 
     def array(self, name: str) -> zarr.Array:
         if name not in self._arrays:
-            self._arrays[name] = zarr.open_array(self.path / name, mode="r+")
+            self._arrays[name] = zarr.open_array(self.resolve(name), mode="r+")
         return self._arrays[name]
 
     # ---- staging and committing ------------------------------------------------------------
@@ -192,6 +269,7 @@ class StoreWriter(Store):
         if not self._writing:
             (self.path / WRITING_MARKER).touch()
             self._writing = True
+        fail_hook()
         arr = self.array(name)
         stop = start + len(values)
         chunk = arr.chunks[0]
@@ -223,8 +301,7 @@ class StoreWriter(Store):
         for name, chunk_indices in self._staged.items():
             arr = self.array(name)
             for index in chunk_indices:
-                coords = (index,) + (0,) * (arr.ndim - 1)
-                path = self.path / name / arr.metadata.encode_chunk_key(coords)
+                path = chunk_path(self.path / name, arr, index)
                 if path.exists():
                     fd = os.open(path, os.O_RDONLY)
                     os.fsync(fd)
@@ -258,7 +335,8 @@ class StoreWriter(Store):
                 arr.resize((length, *arr.shape[1:]))
 
     def recover(self) -> None:
-        """Undo what a killed writer left behind: uncommitted shapes, temp files, staged models."""
+        """Undo what a killed writer left behind: uncommitted shapes, temp files, staged models, old
+        projection generations. Only what the store created is removed (see :func:`removable`)."""
         if self.manifest is None:
             return
         marker = self.path / WRITING_MARKER
@@ -267,14 +345,15 @@ class StoreWriter(Store):
             for partial in self.path.rglob("*.partial"):
                 partial.unlink(missing_ok=True)
             marker.unlink()
-        models = self.path / "models"
-        if models.is_dir():
-            for child in models.iterdir():
-                if child.name.startswith(".staging-"):
-                    if not _pid_alive(child.name.rsplit("-", 1)[-1]):  # a fit still running keeps its staging
-                        shutil.rmtree(child, ignore_errors=True)
-                elif child.name not in self.manifest.models:
-                    shutil.rmtree(child, ignore_errors=True)
+        if not (self.path / "models").is_dir():
+            return
+        models = self.resolve("models")
+        for child in models.iterdir():
+            listed = self.manifest.models.get(child.name)
+            if listed is None and removable(child):
+                shutil.rmtree(child, ignore_errors=True)
+            elif listed is not None and child.is_dir() and not child.is_symlink():
+                _remove_old_generations(child, (listed.get("projection") or {}).get("array"))
 
     def fsync_tree(self, directory: Path) -> None:
         """fsync every file below ``directory`` and the directories themselves (before a commit)."""
@@ -321,7 +400,10 @@ class StagingQueue:
             self._flush()
 
     def commit(self, end: int, fn) -> None:
+        """Stage what is buffered, wait until every staged write succeeded (one that failed raises
+        here, so nothing is committed past it), then run ``fn(writer)`` on the writer thread."""
         self._flush()
+        self._wait(0)
         self._submit(fn, self.writer)
         self._wait(0)
         self.committed = end
@@ -351,17 +433,26 @@ def write_raw_chunks(folder: Path, arr: zarr.Array, start: int, values: np.ndarr
     """Write whole chunks of an uncompressed array (``start`` and ``len(values)`` multiples of the
     chunk rows) straight to their files under ``folder``, temp + rename as zarr's LocalStore does:
     the bytes codec stores a chunk as its raw little-endian bytes. Returns the chunk indices."""
+    import google_crc32c
+
     chunk = arr.chunks[0]
     data = np.ascontiguousarray(values, dtype=arr.dtype.newbyteorder("<"))
+    with_crc = len(arr.metadata.codecs) == 2  # BytesCodec then Crc32cCodec (see _raw_chunks)
 
     def write(offset: int) -> int:
         index = (start + offset) // chunk
-        path = folder / arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
+        path = chunk_path(folder, arr, index)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-        with open(tmp, "wb") as f:
-            f.write(memoryview(data[offset:offset + chunk]).cast("B"))
-        os.replace(tmp, path)
+        raw = memoryview(data[offset:offset + chunk]).cast("B")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(raw)
+                if with_crc:  # the crc32c codec's trailer: the checksum of the bytes, uint32 little-endian
+                    f.write(google_crc32c.value(data[offset:offset + chunk]).to_bytes(4, "little"))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return index
 
     return list(map_fn(write, range(0, len(data), chunk)))
@@ -382,14 +473,46 @@ def write_rows(folder: Path, arr: zarr.Array, start: int, values: np.ndarray) ->
 def _raw_chunks(arr: zarr.Array) -> bool:
     """True when a chunk file is just the chunk's raw bytes: no compression, regular chunks spanning
     every trailing dimension, a numeric dtype."""
-    from zarr.codecs import BytesCodec
+    from zarr.codecs import BytesCodec, Crc32cCodec
 
     codecs = arr.metadata.codecs
-    return (len(codecs) == 1 and isinstance(codecs[0], BytesCodec) and arr.dtype.kind in "fiub"
-            and tuple(arr.chunks[1:]) == tuple(arr.shape[1:]))
+    plain = isinstance(codecs[0], BytesCodec) and (len(codecs) == 1 or (len(codecs) == 2 and isinstance(codecs[1], Crc32cCodec)))
+    return plain and arr.dtype.kind in "fiub" and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
 
 
-def _pid_alive(text: str) -> bool:
+def make_staging_dir(store_path: Path, model_id: str) -> Path:
+    """A new, marked folder ``models/.staging-<id>@<host>@<pid>`` for a model being fitted."""
+    models = resolve_inside(store_path, "models")
+    models.mkdir(exist_ok=True)
+    staging = models / f"{STAGING_PREFIX}{model_id}@{socket.gethostname()}@{os.getpid()}"
+    staging.mkdir()
+    (staging / CREATED_MARKER).touch()
+    return staging
+
+
+def removable(child: Path) -> bool:
+    """May recovery remove this folder under ``models/`` that the manifest does not list? Only when
+    streamproc made it (its marker), it is not a symlink, and for a staging folder, when its process is
+    provably dead (same host, no such pid) or it is older than ``STALE_STAGING_SECONDS``."""
+    if child.is_symlink() or not (child / CREATED_MARKER).is_file():
+        return False
+    if not child.name.startswith(STAGING_PREFIX):
+        return True  # a fitted model moved into place whose commit never happened
+    _, host, pid = (child.name.split("@") + ["", ""])[:3]
+    if host == socket.gethostname() and not pid_alive(pid):
+        return True
+    return time.time() - child.stat().st_mtime > STALE_STAGING_SECONDS
+
+
+def _remove_old_generations(model_dir: Path, current: str | None) -> None:
+    """Projection arrays of earlier generations (a kill after the commit of a new one left them)."""
+    keep = {f"{current}{suffix}" for suffix in ("", "-sample", "-sample-xy")} if current else set()
+    for child in model_dir.iterdir():
+        if child.name.startswith("projection-") and child.name not in keep and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def pid_alive(text: str) -> bool:
     try:
         os.kill(int(text), 0)
     except (ValueError, ProcessLookupError):
@@ -399,15 +522,29 @@ def _pid_alive(text: str) -> bool:
     return True
 
 
-def pause_hook() -> None:
-    """Test-only: with STREAMPROC_TEST_PAUSE_BEFORE_COMMIT=FLAGFILE, announce and sleep before commit.
+_staged_writes = 0
 
-    The crash tests use it to kill a writer inside the window between staging rows and committing.
+
+def fail_hook() -> None:
+    """Test-only: with STREAMPROC_TEST_FAIL_STAGED_WRITE=N, the N-th staged write of this process
+    fails as a full disk would (ENOSPC)."""
+    global _staged_writes
+    fail_at = os.environ.get("STREAMPROC_TEST_FAIL_STAGED_WRITE")
+    if fail_at:
+        _staged_writes += 1
+        if _staged_writes == int(fail_at):
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", "staged write")
+
+
+def pause_hook(where: str = "BEFORE_COMMIT") -> None:
+    """Test-only: with STREAMPROC_TEST_PAUSE_BEFORE_COMMIT=FLAGFILE (or ..._AFTER_LOCK), announce and
+    sleep before commit (or just after taking the lock).
+
+    The crash tests use it to kill a writer inside the window between staging rows and committing,
+    the lock tests to hold the lock at a known moment.
     """
-    flag = os.environ.get("STREAMPROC_TEST_PAUSE_BEFORE_COMMIT")
+    flag = os.environ.get(f"STREAMPROC_TEST_PAUSE_{where}")
     if flag:
-        import time
-
         Path(flag).write_text(str(os.getpid()))
         time.sleep(float(os.environ.get("STREAMPROC_TEST_PAUSE_SECONDS", "30")))
 
@@ -426,6 +563,7 @@ def open_writer(path: str | os.PathLike, *, wait: float = 0.0, create: bool = Fa
         Store.open(path)  # raises the right error
     lock = StoreLock(path, wait=wait)
     with lock:
+        pause_hook("AFTER_LOCK")
         writer = StoreWriter(path, read_manifest(path), lock)
         writer.recover()
         yield writer

@@ -71,7 +71,7 @@ def test_parquet_list_column_and_numeric_columns(cli, tmp_path):
     np.testing.assert_allclose(zarr.open_array(store / "vectors", mode="r")[:], vectors)
     wide = pd.DataFrame(vectors, columns=[f"c{j}" for j in range(8)]).assign(name=[f"q{i}" for i in range(50)])
     wide.to_parquet(tmp_path / "b.parquet")
-    cli.json("ingest", store, tmp_path / "b.parquet", "--id-column", "name")
+    cli.json("ingest", store, tmp_path / "b.parquet", "--id-column", "name", "--no-texts")
     assert zarr.open_array(store / "ids", mode="r")[50:52].tolist() == ["q0", "q1"]
 
 
@@ -84,7 +84,7 @@ def test_csv_numeric_columns_and_vector_column(cli, tmp_path):
     cli.json("ingest", store, tmp_path / "a.csv", "--id-column", "id")
     np.testing.assert_allclose(zarr.open_array(store / "vectors", mode="r")[:], vectors, rtol=1e-6)
     pd.DataFrame({"v": ["[1, 2, 3]", "[4, 5, 6]"]}).to_csv(tmp_path / "b.csv", index=False)
-    cli.json("ingest", store, tmp_path / "b.csv", "--vector-column", "v")
+    cli.json("ingest", store, tmp_path / "b.csv", "--vector-column", "v", "--no-ids")
     assert zarr.open_array(store / "vectors", mode="r")[-1].tolist() == [4, 5, 6]
 
 
