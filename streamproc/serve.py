@@ -219,7 +219,8 @@ def query_number(request: Request, name: str, kind=float, default=None, lo=None,
     except ValueError:
         raise HTTPException(400, f"query parameter {name}={raw!r}: expected {'an integer' if kind is int else 'a number'}") from None
     if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise HTTPException(400, f"query parameter {name}={raw!r}: expected a finite number in [{lo}, {hi}]")
+        bounds = f" in [{lo}, {hi}]" if hi is not None else (f" >= {lo}" if lo is not None else "")
+        raise HTTPException(400, f"query parameter {name}={raw!r}: expected a finite number{bounds}")
     return value
 
 
