@@ -53,7 +53,7 @@ def predict_vectors(store: Store, model: Model, vectors: np.ndarray, *, near: Ne
     labelled = model.label(vectors, outlier_quantile=outlier_quantile)
     proba = model.predict_proba(vectors)
     xy = place_on_map(store, model, vectors)
-    if xy is not None and near is None:
+    if xy is not None and near is None and neighbours:
         near = scan_near(store, model)
     predictions = []
     for i in range(len(vectors)):
@@ -62,8 +62,8 @@ def predict_vectors(store: Store, model: Model, vectors: np.ndarray, *, near: Ne
                 "probabilities": [float(p) for p in proba[i]], "x": None, "y": None, "neighbours": []}
         if xy is not None:
             item["x"], item["y"] = float(xy[i, 0]), float(xy[i, 1])
-            rows, _ = near(item["x"], item["y"], neighbours)
-            item["neighbours"] = [int(r) for r in rows]
+            if neighbours:
+                item["neighbours"] = [int(r) for r in near(item["x"], item["y"], neighbours)[0]]
         predictions.append(item)
     return {"model": model.id, "classes": [int(c) for c in model.classes_], "predictions": predictions}
 

@@ -313,8 +313,13 @@ def create_app(explorer: Explorer) -> Starlette:
 
     async def predict(request: Request):
         body = await read_json(request, explorer.max_body)
-        if not isinstance(body, dict) or len(set(body) & {"vectors", "texts"}) != 1:
-            raise HTTPException(422, 'expected a JSON object with either "vectors": [[...], ...] or "texts": [...]')
+        if not isinstance(body, dict) or len(set(body) & {"vectors", "texts"}) != 1 or set(body) - {
+                "vectors", "texts", "neighbours"}:
+            raise HTTPException(422, 'expected a JSON object with either "vectors": [[...], ...] or "texts": [...] '
+                                     '(and optionally "neighbours": 0..100)')
+        n = body.get("neighbours", predicting.NEIGHBOURS)
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_NEAR:
+            raise HTTPException(422, f'"neighbours": expected an integer from 0 to {MAX_NEAR}, got {n!r}')
         return JSONResponse(await run_in_threadpool(answer_predict, body))
 
     def answer_predict(body: dict) -> dict:
@@ -325,7 +330,8 @@ def create_app(explorer: Explorer) -> Starlette:
         else:
             vectors = predicting.check_vectors(body["vectors"], model.dim)
         index = explorer.index(store, model)
-        return predicting.predict_vectors(store, model, vectors, near=index.near if index is not None else None)
+        return predicting.predict_vectors(store, model, vectors, near=index.near if index is not None else None,
+                                          neighbours=body.get("neighbours", predicting.NEIGHBOURS))
 
     async def on_http_error(request: Request, exc: HTTPException):
         return error(exc.status_code, str(exc.detail))

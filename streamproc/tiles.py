@@ -163,7 +163,7 @@ class TileIndex:
         side = 2**GRID_BITS
         u, v = self.unit(np.array([[x, y]]))
         cx, cy = (int(np.clip(c[0] * side, 0, side - 1)) for c in (u, v))
-        radius = 1
+        radius = max(1, int(np.sqrt(n * 4**GRID_BITS / max(self.n, 1)) / 2))  # a square holding ~n points on average
         while True:
             x0, x1, y0, y1 = max(cx - radius, 0), min(cx + radius, side - 1), max(cy - radius, 0), min(cy + radius, side - 1)
             whole = x0 == 0 and y0 == 0 and x1 == side - 1 and y1 == side - 1

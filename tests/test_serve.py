@@ -128,6 +128,10 @@ def test_predict_equals_what_classify_stored(served):
     assert np.allclose([p["probabilities"] for p in got], model.predict_proba(store_vectors(store, rows)))
     assert np.allclose([[p["x"], p["y"]] for p in got], positions(store)[rows], atol=1e-5)
     assert [p["neighbours"][0] for p in got] == rows  # a stored vector lands on its own row
+    assert all(len(p["neighbours"]) == 5 for p in got)
+    status, fewer, _ = http("POST", base + "/api/predict", {"vectors": store_vectors(store, rows).tolist(), "neighbours": 0})
+    assert status == 200 and all(p["neighbours"] == [] for p in fewer["predictions"])
+    assert [p["label"] for p in fewer["predictions"]] == [p["label"] for p in got]
 
 
 def raw_get(base, path):
@@ -177,6 +181,9 @@ def test_every_bad_request_gets_a_json_4xx_and_the_server_keeps_running(served):
         ("POST", "/api/predict", {"texts": ["a river"]}, 422, "send vectors instead"),  # no encoder recorded
         ("POST", "/api/predict", {"vectors": [[0.0] * dim], "texts": ["x"]}, 422, "either"),
         ("POST", "/api/predict", [1, 2], 422, "either"),
+        ("POST", "/api/predict", {"vectors": [[0.0] * dim], "neighbors": 3}, 422, "either"),
+        ("POST", "/api/predict", {"vectors": [[0.0] * dim], "neighbours": 101}, 422, "from 0 to 100"),
+        ("POST", "/api/predict", {"vectors": [[0.0] * dim], "neighbours": True}, 422, "from 0 to 100"),
         ("GET", "/api/predict", None, 405, "Method Not Allowed"),
         ("GET", "/nowhere", None, 404, "Not Found"),
     ]
