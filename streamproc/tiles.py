@@ -11,8 +11,8 @@ elsewhere, so the server never needs the store's lock):
   offset of every cell: the points of a tile at zoom <= 10 are one contiguous slice, and deeper
   tiles filter the slice of their one cell;
 * per colouring (cluster / outlier / batch), a pyramid of per-category count aggregates for zooms
-  0..2 (1024 x 1024 at zoom 2; zoom 1 and 0 are 2 x 2 sums), built on first use: a shallow tile is a
-  slice of it instead of millions of points.
+  0..2 (1024 x 1024 at zoom 2; zoom 1 and 0 are 2 x 2 sums; 5.3 MiB per category): a shallow tile
+  is a slice of it instead of millions of points.
 
 A tile is the per-category counts of its 256 x 256 pixels, shaded by datashader (log scale over the
 zoom level's highest pixel count, so neighbouring tiles agree) to a transparent PNG.
@@ -57,6 +57,7 @@ class Layer:
     names: list[str]
     colors: list[str]
     pyramid: list[np.ndarray] = field(default_factory=list)  # level z: (n, 256*2**z, 256*2**z) counts
+    peaks: list[float] = field(default_factory=list)  # level z: the highest count of one pixel
 
 
 class TileIndex:
@@ -75,6 +76,9 @@ class TileIndex:
         self.offsets = np.zeros(4**GRID_BITS + 1, np.int64)
         np.cumsum(np.bincount(morton(*cells)[order], minlength=4**GRID_BITS), out=self.offsets[1:])
         self.layers = {name: Layer(layer.codes[order], layer.names, layer.colors) for name, layer in layers.items()}
+        for layer in self.layers.values():
+            layer.pyramid = self._pyramid(layer)
+            layer.peaks = [float(level.sum(axis=0).max()) for level in layer.pyramid]
 
     # ---- coordinates -----------------------------------------------------------------------
     def unit(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +99,7 @@ class TileIndex:
         """Per-category counts of tile z/x/y: (categories, 256, 256), row 0 at the top."""
         layer = self.layers[color]
         if z <= PYRAMID_ZOOM:
-            level = self._pyramid(layer)[z]
+            level = layer.pyramid[z]
             return level[:, y * TILE:(y + 1) * TILE, x * TILE:(x + 1) * TILE]
         a, b, inside = self._slice(z, x, y)
         u, v = self.unit(self.xy[a:b])
@@ -121,19 +125,17 @@ class TileIndex:
         return np.bincount(flat, minlength=n * side * side).astype(np.uint32).reshape(n, side, side)
 
     def _pyramid(self, layer: Layer) -> list[np.ndarray]:
-        if not layer.pyramid:
-            u, v = self.unit(self.xy)
-            levels = [self._bin(layer, layer.codes, u, v, TILE * 2**PYRAMID_ZOOM)]
-            for _ in range(PYRAMID_ZOOM):
-                a = levels[0]
-                levels.insert(0, a[:, 0::2, 0::2] + a[:, 1::2, 0::2] + a[:, 0::2, 1::2] + a[:, 1::2, 1::2])
-            layer.pyramid = levels
-        return layer.pyramid
+        """Per-category counts of the whole map at zoom 0..PYRAMID_ZOOM (each level 2 x 2 sums of the next)."""
+        u, v = self.unit(self.xy)
+        levels = [self._bin(layer, layer.codes, u, v, TILE * 2**PYRAMID_ZOOM)]
+        for _ in range(PYRAMID_ZOOM):
+            a = levels[0]
+            levels.insert(0, a[:, 0::2, 0::2] + a[:, 1::2, 0::2] + a[:, 0::2, 1::2] + a[:, 1::2, 1::2])
+        return levels
 
     def max_count(self, color: str, z: int) -> float:
         """The highest count of one pixel at zoom z (exact for the pyramid, scaled down below it)."""
-        levels = self._pyramid(self.layers[color])
-        top = float(levels[min(z, PYRAMID_ZOOM)].sum(axis=0).max())
+        top = self.layers[color].peaks[min(z, PYRAMID_ZOOM)]
         return max(1.0, top / 4 ** max(z - PYRAMID_ZOOM, 0))
 
     def tile_png(self, color: str, z: int, x: int, y: int) -> bytes:

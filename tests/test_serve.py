@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 from _serve_support import IMAGE_ROWS, MIX, http, make_store, running_server, store_vectors
-from conftest import run_streamproc, validate
+from conftest import ROOT, run_streamproc, validate
 from PIL import Image
 
 from streamproc.models import load_model
@@ -284,3 +284,33 @@ def test_predict_csv_and_parquet_vectors(served, tmp_path):
     for name in ("q.csv", "q.parquet"):
         out = json.loads(run_streamproc("predict", store, "--vectors", tmp_path / name, "--json").stdout)
         assert [p["label"] for p in out["predictions"]] == labels
+
+
+def test_texts_are_embedded_with_the_stores_encoder(tmp_path):
+    """A store embedded from texts (the real all-MiniLM-L6-v2): a stored text, asked again on the command
+    line or over HTTP, gets the label classify stored for it."""
+    import pandas as pd
+
+    texts = pd.read_csv(ROOT / "examples" / "texts" / "texts.csv")
+    store = tmp_path / "store"
+    run_streamproc("embed", store, ROOT / "examples" / "texts" / "texts.csv", "--text-column", "text", "--id-column", "id")
+    run_streamproc("fit", store, "--k", "6", "--metric", "cosine")
+    run_streamproc("classify", store)
+    run_streamproc("project", store, "--method", "pca")
+    rows = [0, 100, 200]
+    expected = stored(store, "labels", rows).tolist()
+    asked = texts["text"].iloc[rows].tolist()
+    cli = json.loads(run_streamproc("predict", store, *[a for t in asked for a in ("--text", t)], "--json").stdout)
+    assert [p["label"] for p in validate(cli, "predict")["predictions"]] == expected
+    assert [p["neighbours"][0] for p in cli["predictions"]] == rows  # the text lands on its own row
+    texts.iloc[rows][["text"]].to_csv(tmp_path / "q.csv", index=False)
+    from_file = json.loads(run_streamproc("predict", store, "--texts-file", tmp_path / "q.csv", "--json").stdout)
+    assert from_file == cli
+    with running_server(store, log=tmp_path / "serve.log") as base:
+        assert http("GET", base + "/api/info")[1]["texts"] is True
+        status, api, _ = http("POST", base + "/api/predict", {"texts": asked})
+        assert status == 200 and [p["label"] for p in api["predictions"]] == expected
+        assert np.allclose([p["probabilities"] for p in api["predictions"]],
+                           [p["probabilities"] for p in cli["predictions"]], atol=1e-5)
+        status, answer, _ = http("POST", base + "/api/predict", {"texts": ["fine", "  "]})
+        assert status == 422 and "text 1 is empty" in answer["error"]
