@@ -15,14 +15,16 @@ ENCODER_HELP = "The encoder that embedded the store's texts, as for `embed --enc
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--model", "model_id", help="Model id (default: the store's current model, re-read per request).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (other machines: 0.0.0.0).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
 @click.option("--images-root", type=click.Path(file_okay=False),
               help="Folder that row ids are image paths under: the explorer shows them as thumbnails.")
 @click.option("--encoder", help=ENCODER_HELP)
 @click.option("--lang", default="en", show_default=True, help="spaCy language code for the cluster keywords.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001, max=16), default=16, show_default=True,
               help="Largest accepted request body (POST /api/predict), in MiB.")
-def serve_command(store, model_id, host, port, images_root, encoder, lang, max_body_mb):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (url, store, model, rows) once serving.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing once serving.")
+def serve_command(store, model_id, host, port, images_root, encoder, lang, max_body_mb, as_json, quiet):
     """Explore STORE in the browser: a zoomable map of every row, the clusters, and a query box.
 
     Read-only: it never takes the store's lock, and every request sees the latest commit.
@@ -32,16 +34,28 @@ def serve_command(store, model_id, host, port, images_root, encoder, lang, max_b
     Example:
       streamproc serve store --port 8765      # then open http://127.0.0.1:8765/
     """
+    import json
     import sys
 
     from .errors import StreamprocError
     from .serve import serve
 
+    def announce(facts: dict) -> None:
+        if as_json:
+            click.echo(json.dumps(facts))
+        elif not quiet:
+            click.echo(f"streamproc serve: {facts['store']} (model {facts['model']}, {facts['rows']:,} rows) "
+                       f"at {facts['url']}  (Ctrl-C stops)", err=True)
+        sys.stdout.flush()
+
     try:
         serve(store, model_id=model_id, host=host, port=port, images_root=images_root, encoder=encoder, lang=lang,
-              max_body=int(max_body_mb * 2**20), announce=lambda line: click.echo(line, err=True))
+              max_body=int(max_body_mb * 2**20), announce=announce)
     except StreamprocError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        if as_json:
+            click.echo(json.dumps({"error": str(exc), "exit_code": exc.exit_code}))
+        else:
+            click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
 
 

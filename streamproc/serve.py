@@ -65,7 +65,10 @@ class Explorer:
     # ---- snapshots -------------------------------------------------------------------------
     def store(self) -> Store:
         """The store as its manifest says now (reused while manifest.json is the same file)."""
-        stat = (self.path / "manifest.json").stat()
+        try:
+            stat = (self.path / "manifest.json").stat()
+        except FileNotFoundError:
+            return Store.open(self.path)  # raises the store's own error (no such store / not a store)
         key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if self._store is None or self._store[0] != key:
             self._store = (key, Store.open(self.path))
@@ -360,7 +363,8 @@ def create_app(explorer: Explorer) -> Starlette:
 
 def serve(store_path, *, model_id=None, host="127.0.0.1", port=8765, images_root=None, encoder=None, lang="en",
           max_body=MAX_BODY_BYTES, announce=print) -> None:
-    """Check the store and model, build the map index, then serve until Ctrl-C."""
+    """Check the store and model, build the map index, ``announce({"url", "store", "model", "rows"})``,
+    then serve until Ctrl-C."""
     import uvicorn
 
     if images_root is not None and not Path(images_root).is_dir():
@@ -372,6 +376,5 @@ def serve(store_path, *, model_id=None, host="127.0.0.1", port=8765, images_root
     index = explorer.index(store, model)
     if index is not None:
         explorer.tile(index, "cluster", 0, 0, 0)  # datashader's first shade compiles: do it before the first visitor
-    announce(f"streamproc serve: {os.fspath(explorer.path)} (model {model.id}, {store.rows:,} rows) "
-             f"at http://{host}:{port}/  (Ctrl-C stops)")
+    announce({"url": f"http://{host}:{port}/", "store": os.fspath(explorer.path), "model": model.id, "rows": store.rows})
     uvicorn.run(create_app(explorer), host=host, port=port, log_level="warning", access_log=False)

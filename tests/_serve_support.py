@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from conftest import validate
 
 from streamproc._classify import classify
 from streamproc._fit import FitOptions, fit
@@ -55,11 +56,12 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(store: Path, *args: str, log: Path):
-    """``python -m streamproc serve STORE --port P`` on 127.0.0.1; yields its base URL; stops it with
-    SIGINT (Ctrl-C) at the end and checks it exits cleanly."""
+    """``python -m streamproc serve STORE --port P --json`` on 127.0.0.1; yields its base URL (checked against
+    the URL it printed); stops it with SIGINT (Ctrl-C) at the end and checks it exits cleanly."""
     port = free_port()
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamproc", "serve", str(store), "--port", str(port), *args],
+        proc = subprocess.Popen([sys.executable, "-m", "streamproc", "serve", str(store), "--port", str(port), "--json",
+                                 *args],
                                 stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
     base = f"http://127.0.0.1:{port}"
     try:
@@ -72,6 +74,9 @@ def running_server(store: Path, *args: str, log: Path):
             except (urllib.error.URLError, ConnectionError):
                 assert time.time() < deadline, log.read_text()
                 time.sleep(0.3)
+        printed = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        assert printed[0]["url"] == base + "/", printed
+        validate(printed[0], "serve")
         yield base
     finally:
         proc.send_signal(2)

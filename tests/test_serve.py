@@ -314,3 +314,14 @@ def test_texts_are_embedded_with_the_stores_encoder(tmp_path):
                            [p["probabilities"] for p in cli["predictions"]], atol=1e-5)
         status, answer, _ = http("POST", base + "/api/predict", {"texts": ["fine", "  "]})
         assert status == 422 and "text 1 is empty" in answer["error"]
+
+
+def test_serve_refuses_what_it_cannot_serve(tmp_path, served):
+    _, store, _, _ = served
+    for args, code, message in [((tmp_path / "nowhere",), 1, "no such store"),
+                                ((store, "--images-root", tmp_path / "nope"), 2, "no such folder"),
+                                ((store, "--model", "m-unknown"), 1, "no model 'm-unknown'")]:
+        proc = run_streamproc("serve", *args, "--port", "1", "--json", check=False)
+        assert proc.returncode == code, proc.stderr
+        answer = validate(json.loads(proc.stdout), "error")
+        assert message in answer["error"] and answer["exit_code"] == code
