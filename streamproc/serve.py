@@ -106,17 +106,20 @@ class Explorer:
             self._building = False
 
     def tile(self, index: TileIndex, color: str, z: int, x: int, y: int) -> bytes:
+        """Tile PNG bytes from a least-recently-used cache of TILE_CACHE_BYTES, rendered when missing."""
         key = (index.key, color, z, x, y)
-        png = self._tiles.get(key)
-        if png is None:
-            png = index.tile_png(color, z, x, y)
-            with self._lock:
+        with self._lock:
+            png = self._tiles.get(key)
+            if png is not None:
+                self._tiles.move_to_end(key)
+                return png
+        png = index.tile_png(color, z, x, y)  # outside the lock: tiles render in parallel
+        with self._lock:
+            if key not in self._tiles:
                 self._tiles[key] = png
                 self._tile_bytes += len(png)
-                while self._tile_bytes > TILE_CACHE_BYTES:
-                    self._tile_bytes -= len(self._tiles.popitem(last=False)[1])
-        else:
-            self._tiles.move_to_end(key, last=True)
+            while self._tile_bytes > TILE_CACHE_BYTES:
+                self._tile_bytes -= len(self._tiles.popitem(last=False)[1])
         return png
 
     def clusters(self, store: Store, model: Model) -> dict:

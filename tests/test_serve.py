@@ -1,11 +1,11 @@
 """``streamproc serve`` over real HTTP (a real server process on 127.0.0.1) and ``streamproc predict``."""
 
-from http.client import HTTPConnection, HTTPResponse
 import io
 import json
 import socket
 import time
 import urllib.parse
+from http.client import HTTPConnection, HTTPResponse
 
 import numpy as np
 import pytest
@@ -98,7 +98,9 @@ def test_tiles_show_the_points_where_they_are(served):
     v = ((e["y1"] - xy[:, 1]) / e["span"] * 256).astype(int)
     assert whole[v, u, 3].min() > 0  # every point's pixel is drawn
     empty = np.ones((256, 256), bool)
-    empty[np.clip(v[:, None] + np.arange(-3, 4), 0, 255)[:, :, None], np.clip(u[:, None] + np.arange(-3, 4), 0, 255)[:, None, :]] = False
+    near_v = np.clip(v[:, None] + np.arange(-3, 4), 0, 255)
+    near_u = np.clip(u[:, None] + np.arange(-3, 4), 0, 255)
+    empty[near_v[:, :, None], near_u[:, None, :]] = False
     assert whole[empty, 3].max() == 0  # and nothing far from any point
     fu, fv = (xy[:, 0] - e["x0"]) / e["span"], (e["y1"] - xy[:, 1]) / e["span"]  # 0..1 across tile 0/0/0
     for z in (4, 9, 13):  # from the sorted slices (zoom <= 10: one range; deeper: one cell's points, filtered)
