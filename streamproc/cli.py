@@ -119,4 +119,4 @@ def main():
 
 
 # Commands live in their own modules; importing them registers them on ``main``.
-from . import cli_check, cli_data, cli_label, cli_model, cli_view  # noqa: E402,F401
+from . import cli_check, cli_data, cli_label, cli_model, cli_serve, cli_view  # noqa: E402,F401
