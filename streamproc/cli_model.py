@@ -17,8 +17,8 @@ def scheduler_option(fn):
 
 @main.command(name="fit")
 @click.argument("store", type=click.Path(file_okay=False))
-@click.option("--k", "k_range", default=DEFAULT_K, show_default=True,
-              help="k values to try: START:STOP[:STEP] (stop inclusive) or a list like 8,12,16.")
+@click.option("--k", "k_range", help=f"k values to try: START:STOP[:STEP] (stop inclusive) or a list like 8,12,16 "
+                                     f"[default: {DEFAULT_K}; with --warm-start: the current k plus one per new group]")
 @click.option("--variance", type=float, default=0.95, show_default=True,
               help="Keep the fewest PCA components explaining this fraction of the variance.")
 @click.option("--components", type=click.IntRange(min=1), help="Keep exactly this many PCA components instead.")
@@ -42,11 +42,16 @@ def scheduler_option(fn):
                    "regression on the distance vector.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--activate", is_flag=True, help="Make this model the store's current one (the first model always is).")
+@click.option("--warm-start", is_flag=True,
+              help="Start from the current model: its reduction and centroids; only rows added since are reduced, "
+                   "k-means starts converged, dense groups among the new rows' outliers get new clusters.")
+@click.option("--no-align", is_flag=True,
+              help="Do not match the clusters to the current model's: every cluster takes a new id.")
 @scheduler_option
 @wait_option
 @reporting
 def fit_command(store, k_range, variance, components, pca_solver, scaling, metric, select, epochs, tol, sample,
-                restarts, classifier, seed, activate, scheduler, wait):
+                restarts, classifier, seed, activate, warm_start, no_align, scheduler, wait):
     """Fit PCA + k-means for every k on STORE's vectors, pick k, and save the model in STORE.
 
     Reads the rows committed when it starts, without the lock (ingest can go on meanwhile); takes
@@ -57,22 +62,25 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
       streamproc fit store
       streamproc fit store --k 8:32:4 --metric cosine --activate
       streamproc fit store --scheduler tcp://10.0.0.5:8786
+      streamproc fit store --warm-start --activate     # after new batches: keeps the ids, adds new groups
     """
     from ._fit import FitOptions, fit
     from .kmeans import parse_k_range
 
     try:
-        ks = parse_k_range(k_range)
+        ks = [] if warm_start and k_range is None else parse_k_range(k_range or DEFAULT_K)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     options = FitOptions(variance=variance, n_components=components, solver=pca_solver, scaling=scaling,
                          metric=metric, ks=ks, select=select, epochs=epochs, tol=tol, seed=seed, sample=sample,
-                         restarts=restarts, classifier=classifier)
+                         restarts=restarts, classifier=classifier, warm_start=warm_start, align=not no_align)
     result = fit(store, options, scheduler=scheduler, activate=activate, wait=wait)
     data = result.to_dict()
     m = result.model
     lines = [f"model {m.id}{' (current)' if result.current else ''}: k={m.k}, {m.n_components} components "
              f"({m.explained_variance:.1%} of the variance), {result.rows:,} rows in {result.seconds:.1f} s",
+             f"cluster ids {', '.join(map(str, data['cluster_ids']))}"
+             + (f" (matched clusters keep the ids of {result.aligned_to})" if result.aligned_to else ""),
              "", _score_table(m.scores, m.k)]
     return Report(data, "\n".join(lines))
 
