@@ -105,12 +105,14 @@ class _ListByDefault(click.Group):
 
 @main.group(name="models", cls=_ListByDefault)
 def models_group():
-    """List a store's models (`models STORE`) or choose the current one (`models activate STORE ID`).
+    """List a store's models (`models STORE`), choose the current one (`models activate STORE ID`), or
+    compare two (`models diff STORE A B`).
 
     \b
     Examples:
       streamproc models store --json
       streamproc models activate store m20261122-081500-ab12
+      streamproc models diff store m20261122-081500-ab12 m20261123-020000-cd34
     """
 
 
@@ -130,7 +132,8 @@ def models_list(store):
     lines = []
     for m in data["models"]:
         lines.append(f"{'*' if m['current'] else ' '} {m['id']}  k={m['k']}  {m['n_components']} components  "
-                     f"rows [{m['fit_rows'][0]:,}, {m['fit_rows'][1]:,})  labelled to row {m['watermark']:,}")
+                     f"rows [{m['fit_rows'][0]:,}, {m['fit_rows'][1]:,})  labelled to row {m['watermark']:,}  "
+                     f"ids {','.join(map(str, m['cluster_ids']))}")
         lines.append(_score_table(m["scores"], m["k"]))
     return Report(data, "\n".join(lines) or "no models yet (run streamproc fit STORE)")
 
@@ -151,3 +154,32 @@ def models_activate(store, model_id, wait):
 
     activate_model(store, model_id, wait=wait)
     return Report({"current_model": model_id}, f"current model: {model_id}")
+
+
+@models_group.command(name="diff")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("from_id", metavar="A")
+@click.argument("to_id", metavar="B")
+@reporting
+def models_diff(store, from_id, to_id):
+    """How model A's clusters became model B's: matched, split, merged, new and gone clusters, in rows.
+
+    Compares both models' labels over the rows both have labelled (else both label a sample).
+
+    \b
+    Example:
+      streamproc models diff store m20261122-081500-ab12 m20261123-020000-cd34 --json
+    """
+    from .model_diff import diff_models
+
+    data = diff_models(store, from_id, to_id)
+    kept = "-" if data["kept"] is None else f"{data['kept']:.1%}"
+    lines = [f"{data['from']} -> {data['to']}: {data['rows']:,} rows compared ({data['source']}), same id for {kept}"]
+    lines += [f"  matched {m['from']} -> {m['to']} ({m['rows']:,} rows)" for m in data["matched"]]
+    lines += [f"  split   {s['from']} -> {', '.join(map(str, s['to']))} ({', '.join(f'{r:,}' for r in s['rows'])} rows)"
+              for s in data["split"]]
+    lines += [f"  merged  {', '.join(map(str, m['from']))} -> {m['to']} ({', '.join(f'{r:,}' for r in m['rows'])} rows)"
+              for m in data["merged"]]
+    lines += [f"  new     {n['id']} ({n['rows']:,} rows)" for n in data["new"]]
+    lines += [f"  gone    {g['id']} ({g['rows']:,} rows)" for g in data["gone"]]
+    return Report(data, "\n".join(lines))
