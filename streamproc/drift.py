@@ -8,10 +8,16 @@ the k clusters — about 3.9 for k = 10 — and its share changed by more than t
 
 **New groups.** Outlier rows (kept in the reduced space, at most ``MAX_OUTLIER_ROWS`` of them) are
 linked when closer than the model's median cluster spread (mean distance to the centroid); a
-connected group of at least ``MIN_GROUP_ROWS`` rows whose own spread is below ``TIGHTER`` (0.75)
-times the spread of the model's nearest cluster is a *new group*: denser than the clusters around
-it, so worth a cluster of its own (``fit --warm-start`` gives it one). Scattered outliers — the tails
-every cluster has — are farther apart than a cluster's spread and never form such a group.
+connected group of at least ``MIN_GROUP_ROWS`` rows is a *new group* when it is
+
+* tighter than the clusters around it: its spread (mean distance to its centre) is below ``TIGHTER``
+  (0.75) times the spread of the model's cluster nearest its centre, and
+* apart from them: its rows lie beyond their nearest cluster's 0.99 training quantile by more than the
+  group's own spread (median over its rows).
+
+Such a group is worth a cluster of its own (``fit --warm-start`` gives it one). The tails every
+cluster has fail the second test: they hug the quantile boundary, thinning out beyond it; scattered
+outliers are farther apart than a cluster's spread and are not linked at all.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .align import label_positions
+from .choices import QUANTILES
 from .model import Model, normalize_rows
 from .stats import sq_distances
 
@@ -75,11 +82,38 @@ def new_groups(model: Model, outlier_rows: np.ndarray, *, scale_rows: float = 1.
         center = _center(model, members)
         spread = float(_distances(model, members, center).mean())
         nearest = int(model.distances(center.astype(np.float32)).argmin())
-        if spread < TIGHTER * float(model.cluster_mean_distance[nearest]):
+        if spread < TIGHTER * float(model.cluster_mean_distance[nearest]) and _beyond_boundary(model, members) > spread:
             groups.append({"rows": int(round(len(members) * scale_rows)), "spread": spread,
                            "nearest_cluster": int(model.classes_[nearest]),
                            "nearest_spread": float(model.cluster_mean_distance[nearest]), "centroid": center[0]})
     return sorted(groups, key=lambda g: -g["rows"])
+
+
+def _beyond_boundary(model: Model, rows: np.ndarray) -> float:
+    """Median over ``rows`` of how far each lies beyond its nearest cluster's 0.99 training quantile."""
+    distances = model.distances(rows)
+    nearest = distances.argmin(axis=1)
+    boundary = model.quantiles[nearest, QUANTILES.index(0.99)]
+    return float(np.median(distances[np.arange(len(rows)), nearest] - boundary))
+
+
+@dataclass
+class OutlierRows:
+    """At most ``MAX_OUTLIER_ROWS`` outlier rows (reduced), spread over the whole run: past the cap,
+    every other kept row is dropped and later blocks are thinned the same way."""
+
+    parts: list[np.ndarray] = field(default_factory=list)
+    seen: int = 0
+    stride: int = 1
+
+    def add(self, rows: np.ndarray) -> None:
+        self.seen += len(rows)
+        self.parts.append(rows[:: self.stride])
+        if sum(len(r) for r in self.parts) > MAX_OUTLIER_ROWS:
+            self.parts, self.stride = [np.concatenate(self.parts)[::2]], self.stride * 2
+
+    def kept(self, dim: int) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros((0, dim), np.float32)
 
 
 @dataclass
@@ -93,9 +127,7 @@ class RunStats:
     outliers: np.ndarray = None
     distance: np.ndarray = None
     counts: np.ndarray = None  # batches x k
-    outlier_rows: list[np.ndarray] = field(default_factory=list)  # every stride-th outlier row, reduced
-    outliers_seen: int = 0
-    stride: int = 1
+    outlier_rows: OutlierRows = field(default_factory=OutlierRows)
 
     def __post_init__(self):
         b, k = len(self.batch_ids), self.model.k
@@ -111,10 +143,7 @@ class RunStats:
         self.distance += np.bincount(batch, weights=result["distance"].astype(np.float64), minlength=b)
         cell = batch * k + label_positions(self.model, result["labels"])
         self.counts += np.bincount(cell, minlength=b * k).reshape(b, k)
-        self.outliers_seen += int(result["outlier"].sum())
-        self.outlier_rows.append(outlier_rows[:: self.stride])
-        if sum(len(r) for r in self.outlier_rows) > MAX_OUTLIER_ROWS:  # keep every other one, from here on too
-            self.outlier_rows, self.stride = [np.concatenate(self.outlier_rows)[::2]], self.stride * 2
+        self.outlier_rows.add(outlier_rows)
 
     def batches(self) -> list[dict]:
         out = []
@@ -126,9 +155,7 @@ class RunStats:
         return out
 
     def groups(self) -> list[dict]:
-        if not self.outlier_rows:
-            return []
-        kept = np.concatenate(self.outlier_rows)
-        found = new_groups(self.model, kept, scale_rows=self.outliers_seen / max(len(kept), 1))
+        kept = self.outlier_rows.kept(self.model.n_components)
+        found = new_groups(self.model, kept, scale_rows=self.outlier_rows.seen / max(len(kept), 1))
         return [{key: value for key, value in g.items() if key != "centroid"} for g in found]
 

@@ -25,7 +25,7 @@ import numpy as np
 import zarr
 
 from . import stats
-from .drift import new_groups
+from .drift import OutlierRows, new_groups
 from .errors import ModelError
 from .model import QUANTILES, Model
 from .models import load_model
@@ -36,10 +36,15 @@ OUTLIER_QUANTILE = 0.99  # a sampled new row beyond this training quantile of it
 
 
 def _reduce_new_block(block, start, model, reduced_path, sample_size, total_rows, first_row, seed):
-    """Reduce one block of new vectors with the current model, write it, and sample it."""
+    """Reduce one block of new vectors with the current model, write it, sample it, and return its
+    outliers (beyond the ``OUTLIER_QUANTILE`` training quantile of their nearest cluster)."""
     z = model.transform(block)
     write_rows(Path(reduced_path), zarr.open_array(reduced_path, mode="r+"), start, z)
-    return stats.sample_chunk(z, start - first_row, size=sample_size, total_rows=total_rows, seed=seed)
+    out = stats.sample_chunk(z, start - first_row, size=sample_size, total_rows=total_rows, seed=seed)
+    distances = model.distances(z)
+    nearest = distances.argmin(axis=1)
+    outlier = distances[np.arange(len(z)), nearest] > model.quantiles[nearest, QUANTILES.index(OUTLIER_QUANTILE)]
+    return out, z[outlier]
 
 
 def fit_warm(store: Store, options, runner: Runner, staging: Path, model_id: str) -> Model:
@@ -59,12 +64,17 @@ def fit_warm(store: Store, options, runner: Runner, staging: Path, model_id: str
 
     new_rows = rows - first_new
     sample_z = np.zeros((0, current.n_components), np.float32)
+    outliers = OutlierRows()
     if new_rows:
-        total = runner.reduce_blocks(store.path / "vectors", block_ranges(rows, block, start=first_new),
-                                     _reduce_new_block, current, str(reduced_path), min(options.sample, new_rows),
-                                     new_rows, first_new, options.seed, desc="warm: reduce new rows")
+        total = None
+        for _, (part, outlier_rows) in runner.map_blocks(
+                store.path / "vectors", block_ranges(rows, block, start=first_new), _reduce_new_block, current,
+                str(reduced_path), min(options.sample, new_rows), new_rows, first_new, options.seed,
+                desc="warm: reduce new rows"):
+            total = part if total is None else stats.combine(total, part)
+            outliers.add(outlier_rows)
         sample_z = stats.sample_finalize(total).astype(np.float32)
-    centroid_sets = _centroid_sets(current, sample_z, options.ks)
+    centroid_sets = _centroid_sets(current, outliers.kept(current.n_components), sample_z, options.ks)
     draft = replace(current, id=model_id, params=_params(options), fit_rows=(0, rows), cluster_ids=None,
                     logistic_coef=None, logistic_intercept=None, scores=[])
     if len(sample_z) == 0:
@@ -91,19 +101,13 @@ def _link_reduced_chunks(old: Path, new: Path, old_rows: int, block: int) -> int
     return whole * block
 
 
-def _centroid_sets(current: Model, sample_z: np.ndarray, ks: list[int]) -> list[np.ndarray]:
-    """The current centroids, plus one seed per new group, plus (for each requested k above that)
-    the worst-fit sampled rows, farthest first."""
-    outlier = np.zeros(len(sample_z), bool)
-    if len(sample_z):
-        distances = current.distances(sample_z)
-        nearest = distances.argmin(axis=1)
-        distance = distances[np.arange(len(sample_z)), nearest]
-        outlier = distance > current.quantiles[nearest, QUANTILES.index(OUTLIER_QUANTILE)]
-    groups = [g["centroid"] for g in new_groups(current, sample_z[outlier])]
+def _centroid_sets(current: Model, outliers: np.ndarray, sample_z: np.ndarray, ks: list[int]) -> list[np.ndarray]:
+    """The current centroids, plus one seed per new group among the new rows' outliers, plus (for
+    each requested k above that) the worst-fit rows, farthest first."""
+    groups = [g["centroid"] for g in new_groups(current, outliers)]
     base = np.vstack([current.centroids, *groups]) if groups else current.centroids
     wanted = sorted({k for k in ks if k > len(base)} | {len(base)}) if ks else [len(base)]
-    return [_add_farthest(base, sample_z[outlier] if outlier.any() else sample_z, k - len(base)) for k in wanted]
+    return [_add_farthest(base, outliers if len(outliers) else sample_z, k - len(base)) for k in wanted]
 
 
 def _add_farthest(centroids: np.ndarray, candidates: np.ndarray, extra: int) -> np.ndarray:
