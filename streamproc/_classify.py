@@ -70,7 +70,8 @@ def train_mean_distance(model: Model) -> float:
 def is_drift(*, outlier_rate: float, mean_distance: float, train_mean: float, n: int, quantile: float,
              threshold: float) -> bool:
     """Drift: the mean distance departs from training by more than ``threshold`` (relative), or more
-    rows are outliers than the quantile allows, beyond ``threshold`` and three binomial standard errors."""
+    rows are outliers than the quantile allows, beyond ``threshold`` and three binomial standard errors.
+    (A run also drifts when a cluster's share moved: :func:`streamproc.drift.moved_clusters`.)"""
     expected = 1.0 - quantile
     noise = 3.0 * math.sqrt(expected * quantile / max(n, 1))
     departs = abs(mean_distance / train_mean - 1.0) > threshold if train_mean > 0 else mean_distance > 0

@@ -1,7 +1,7 @@
 """The ``streamproc`` command line: each command parses, calls one library function, and reports.
 
 Library errors become a one-line message and an exit code at one boundary (:func:`reporting`):
-0 ok, 1 error, 2 usage, 75 store locked by another process.
+0 ok, 1 error, 2 usage, 3 drift (``classify --fail-on-drift``), 75 store locked by another process.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ def fit_warm(store: Store, options, runner: Runner, staging: Path, model_id: str
     from ._fit import _params, cluster_reduced
 
     current = load_model(store)
+    options = replace(options, metric=current.metric, scaling=current.scaling)  # the current reduction is kept
     rows = store.rows
     old_reduced = store.path / "models" / current.id / "reduced"
     if not (old_reduced / "zarr.json").exists():

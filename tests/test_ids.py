@@ -251,3 +251,12 @@ def test_kill_any_moment_after_a_warm_refit_labels_every_row_once(store, delay):
     assert before + out["labelled"] == total
     labels = zarr.open_array(store / "models" / warm["model"] / "labels", mode="r")[:]
     assert len(labels) == total and set(np.unique(labels)) <= set(warm["cluster_ids"])
+
+
+def test_cosine_refit_keeps_the_ids(cli, store):
+    store, _ = store
+    first = cli.json("fit", store, "--k", "8", "--metric", "cosine")
+    second = cli.json("fit", store, "--k", "8", "--metric", "cosine", "--seed", "5", "--sample", "4000")
+    x = _vectors(store)
+    kept = (load_model(store, first["model"]).predict(x) == load_model(store, second["model"]).predict(x)).mean()
+    assert second["aligned_to"] == first["model"] and kept >= 0.95, kept
