@@ -260,3 +260,22 @@ def test_cosine_refit_keeps_the_ids(cli, store):
     x = _vectors(store)
     kept = (load_model(store, first["model"]).predict(x) == load_model(store, second["model"]).predict(x)).mean()
     assert second["aligned_to"] == first["model"] and kept >= 0.95, kept
+
+
+def test_report_and_render_use_the_ids_and_chart_the_batches(cli, store, tmp_path):
+    from PIL import Image
+
+    store, _ = store
+    cli.json("fit", store, "--k", "8")
+    fresh = cli.json("fit", store, "--k", "8", "--no-align", "--activate")  # ids 8..15: not positions
+    cli.json("project", store, "--method", "pca")
+    out = cli.json("report", store, "-o", tmp_path / "r.html", schema="report")
+    assert sorted(c["label"] for c in out["clusters"]) == fresh["cluster_ids"] == list(range(8, 16))
+    assert sum(c["size"] for c in out["clusters"]) == 30_000
+    sizes = np.bincount(zarr.open_array(store / "models" / fresh["model"] / "labels", mode="r")[:] - 8)
+    assert [c["size"] for c in sorted(out["clusters"], key=lambda c: c["label"])] == sizes.tolist()
+    html = (tmp_path / "r.html").read_text()
+    assert "Cluster shares over batches" in html and "Outlier rate over batches" in html
+    assert html.count("<title>b000002 · cluster ") == 8 and '<tr id="cluster-15">' in html
+    cli.json("render", store, "-o", tmp_path / "map.png", schema="render")
+    assert Image.open(tmp_path / "map.png").size == (1200, 900)
