@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .drift import RunStats, moved_clusters
 from .errors import UsageError
 from .model import QUANTILES, Model
 from .models import load_model
@@ -37,18 +38,28 @@ class ClassifyResult:
     drift: bool
     watermark: int
     workers: list[str]
+    batches: list[dict] = field(default_factory=list)  # per batch: rows, outlier rate, mean distance, shares
+    moved_clusters: list[dict] = field(default_factory=list)  # clusters whose share moved beyond noise
+    new_groups: list[dict] = field(default_factory=list)  # dense groups among the outliers
+    cluster_ids: list[int] = field(default_factory=list)  # the order of each batch's shares
 
     def to_dict(self) -> dict:
         rate = self.labelled / self.seconds if self.seconds > 0 and self.labelled else 0.0
         return {"model": self.model, "labelled": self.labelled, "rows_per_s": round(rate, 1),
                 "outlier_rate": self.outlier_rate, "mean_distance": self.mean_distance,
                 "train_mean_distance": self.train_mean_distance, "drift": self.drift,
-                "watermark": self.watermark, "seconds": round(self.seconds, 3), "workers": self.workers}
+                "watermark": self.watermark, "seconds": round(self.seconds, 3), "workers": self.workers,
+                "cluster_ids": self.cluster_ids, "batches": self.batches, "moved_clusters": self.moved_clusters,
+                "new_groups": self.new_groups}
 
 
 def label_block(block: np.ndarray, start: int, model: Model, outlier_quantile: float) -> dict:
-    """Label, distance, confidence and outlier flag of each row of a block of vectors (``Model.label``)."""
-    return model.label(block, outlier_quantile=outlier_quantile)
+    """Label, distance, confidence and outlier flag of each row of a block of vectors (``Model.label``),
+    and the outliers' reduced rows (``outlier_rows``, not stored: new groups are sought among them)."""
+    result = model.label(block, outlier_quantile=outlier_quantile)
+    result["outlier_rows"] = model.transform(block[result["outlier"]]) if result["outlier"].any() else \
+        np.zeros((0, model.n_components), np.float32)
+    return result
 
 
 def train_mean_distance(model: Model) -> float:
@@ -59,7 +70,8 @@ def train_mean_distance(model: Model) -> float:
 def is_drift(*, outlier_rate: float, mean_distance: float, train_mean: float, n: int, quantile: float,
              threshold: float) -> bool:
     """Drift: the mean distance departs from training by more than ``threshold`` (relative), or more
-    rows are outliers than the quantile allows, beyond ``threshold`` and three binomial standard errors."""
+    rows are outliers than the quantile allows, beyond ``threshold`` and three binomial standard errors.
+    (A run also drifts when a cluster's share moved: :func:`streamproc.drift.moved_clusters`.)"""
     expected = 1.0 - quantile
     noise = 3.0 * math.sqrt(expected * quantile / max(n, 1))
     departs = abs(mean_distance / train_mean - 1.0) > threshold if train_mean > 0 else mean_distance > 0
@@ -84,9 +96,12 @@ def classify(store_path: str | os.PathLike, model_id: str | None = None, *, outl
                                                    writer.dim * np.dtype(writer.manifest.dtype).itemsize, block_bytes),
                               start=start)
         outliers, distance_sum = 0, 0.0
+        run = RunStats(model, [b.id for b in writer.manifest.batches],
+                       np.array([b.start for b in writer.manifest.batches], dtype=np.int64))
         with Runner(scheduler) as runner, StagingQueue(writer, f"models/{model.id}", LABEL_CHUNK_ROWS) as queue:
             for row, result in runner.map_blocks(writer.path / "vectors", ranges, label_block, model, outlier_quantile,
                                                  desc=f"classify {model.id}"):
+                run.add(row, result, result.pop("outlier_rows"))
                 queue.put(row, result)
                 outliers += int(result["outlier"].sum())
                 distance_sum += float(result["distance"].astype(np.float64).sum())
@@ -96,9 +111,11 @@ def classify(store_path: str | os.PathLike, model_id: str | None = None, *, outl
             workers = sorted(runner.workers_seen)
     n = stop - start
     rate, mean = outliers / n, distance_sum / n
+    moved = moved_clusters(model, run.counts.sum(axis=0), threshold=drift_threshold)
     drift = is_drift(outlier_rate=rate, mean_distance=mean, train_mean=train_mean, n=n, quantile=outlier_quantile,
-                     threshold=drift_threshold)
-    return ClassifyResult(model.id, n, time.perf_counter() - began, rate, mean, train_mean, drift, stop, workers)
+                     threshold=drift_threshold) or bool(moved)
+    return ClassifyResult(model.id, n, time.perf_counter() - began, rate, mean, train_mean, drift, stop, workers,
+                          run.batches(), moved, run.groups(), [int(i) for i in model.classes_])
 
 
 def _ensure_label_arrays(writer: StoreWriter, model_id: str, length: int) -> None:

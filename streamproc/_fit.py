@@ -49,6 +49,8 @@ class FitOptions:
     sample: int = 10_000
     restarts: int = 10
     classifier: str = "softmax"
+    align: bool = True  # match the clusters to the current model's and keep their ids (align.py)
+    warm_start: bool = False  # start from the current model's reduction and centroids (warm.py)
     block_bytes: int = 16 * 2**20  # rows read per task: whole chunks adding up to about this
 
     def check(self) -> None:
@@ -64,6 +66,8 @@ class FitOptions:
             raise UsageError("--select must be db or ch")
         if self.epochs < 1 or self.sample < 2 or self.restarts < 1:
             raise UsageError("--epochs and --restarts must be >= 1 and --sample >= 2")
+        if self.warm_start and not self.ks:
+            return  # the k's follow from the current model and the new groups (warm.py)
         if self.sample < max(self.ks):
             raise UsageError(f"--sample {self.sample} is smaller than the largest --k ({max(self.ks)}): "
                              "k-means++ starts from the sample, so it needs at least k rows")
@@ -76,12 +80,15 @@ class FitResult:
     rows: int
     seconds: float
     workers: list[str]
+    aligned_to: str | None = None  # the model whose ids were kept, if any
 
     def to_dict(self) -> dict:
         m = self.model
         return {"model": m.id, "current": self.current, "k": m.k, "n_components": m.n_components,
                 "explained_variance": round(m.explained_variance, 6), "scores": m.scores, "rows": self.rows,
-                "seconds": round(self.seconds, 3), "workers": self.workers}
+                "seconds": round(self.seconds, 3), "workers": self.workers,
+                "cluster_ids": [int(i) for i in m.classes_], "aligned_to": self.aligned_to,
+                "warm_start": bool(m.params.get("warm_start", False))}
 
 
 def new_model_id() -> str:
@@ -128,19 +135,24 @@ def fit(store_path: str | os.PathLike, options: FitOptions = None, *, scheduler:
     rows = store.rows
     if rows == 0:
         raise StoreError(f"{store.path}: the store is empty; ingest some vectors first")
-    if rows < max(options.ks):
+    if options.ks and rows < max(options.ks):
         raise UsageError(f"{store.path}: {rows} rows cannot make {max(options.ks)} clusters (largest --k)")
     model_id = new_model_id()
     staging = make_staging_dir(store.path, model_id)
     try:
         with Runner(scheduler) as runner:
-            model = _fit_model(store, options, runner, staging, model_id)
+            if options.warm_start:
+                from .warm import fit_warm
+
+                model = fit_warm(store, options, runner, staging, model_id)
+            else:
+                model = _fit_model(store, options, runner, staging, model_id)
             workers = sorted(runner.workers_seen)
-        model.save(staging)
-        current = _commit_model(store.path, staging, model, activate=activate, wait=wait)
+        model, current, aligned_to = _commit_model(store.path, staging, model, activate=activate, wait=wait,
+                                                   align=options.align)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return FitResult(model, current, rows, time.perf_counter() - began, workers)
+    return FitResult(model, current, rows, time.perf_counter() - began, workers, aligned_to)
 
 
 def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path, model_id: str) -> Model:
@@ -186,32 +198,40 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     # pass 2: write the reduced rows once; the first k-means epoch is summed from the same read
     a, b = draft.affine()
     reduced_path = staging / "reduced"
-    reduced = zarr.create_array(reduced_path, shape=(rows, draft.n_components), dtype="float32",
-                                chunks=(vector_ranges[0][1] - vector_ranges[0][0], draft.n_components),
-                                compressors=None, overwrite=True)
+    zarr.create_array(reduced_path, shape=(rows, draft.n_components), dtype="float32",
+                      chunks=(vector_ranges[0][1] - vector_ranges[0][0], draft.n_components),
+                      compressors=None, overwrite=True)
     total = runner.reduce_blocks(vectors_path, vector_ranges, _reduce_block, a, b, options.metric,
                                  str(reduced_path), centroid_sets, desc="pass 2/5 reduce + k-means epoch 1")
 
-    # pass 3: the other k-means epochs, every k updated from the same read of each block
+    return cluster_reduced(draft, options, runner, reduced_path, centroid_sets, total, sample_z)
+
+
+def cluster_reduced(draft: Model, options: FitOptions, runner: Runner, reduced_path: Path,
+                    centroid_sets: list[np.ndarray], total: dict | None, sample_z: np.ndarray) -> Model:
+    """Passes 3-5 on the reduced rows: Lloyd epochs from ``centroid_sets`` (``total`` holds the first
+    epoch's sums when pass 2 summed them, else None), scores for every k, quantiles of the chosen k."""
+    rows = draft.fit_rows[1]
+    reduced = zarr.open_array(reduced_path, mode="r")
     reduced_ranges = block_ranges(rows, rows_per_block(reduced.chunks[0], draft.n_components * 4,
                                                        options.block_bytes // 4))
     feature_variance = (1.0 / draft.n_components if options.metric == "cosine"
-                        else float((pca.explained_variance_ * scale**2).mean()))
+                        else float((draft.spectrum[: draft.n_components] * draft.scale**2).mean()))
     for epoch in range(options.epochs):
-        if epoch > 0:
+        if epoch > 0 or total is None:
             total = runner.reduce_blocks(reduced_path, reduced_ranges, kmeans.lloyd_block, centroid_sets,
                                          desc=f"pass 3/5 k-means epoch {epoch + 1}")
         new_sets, shift = kmeans.lloyd_update(total, centroid_sets, options.metric, feature_variance)
         if shift <= options.tol or epoch == options.epochs - 1:
             break  # keep centroid_sets: the labels these epoch sums describe
         centroid_sets = new_sets
-    mean_sets = [stats.label_means(total, str(i)) for i in range(len(options.ks))]
+    mean_sets = [stats.label_means(total, str(i)) for i in range(len(centroid_sets))]
 
     # pass 4: Davies-Bouldin and Calinski-Harabasz for every k
     total = runner.reduce_blocks(reduced_path, reduced_ranges, _scores_block, centroid_sets, mean_sets,
                                  desc="pass 4/5 scores")
     scores = []
-    for i, k in enumerate(options.ks):
+    for i, k in enumerate(len(c) for c in centroid_sets):
         key = str(i)
         inertia = float(total[f"sqdist{key}"].sum())
         scores.append({"k": k, "davies_bouldin": _finite(stats.davies_bouldin_finalize(total, mean_sets[i], key)),
@@ -271,15 +291,29 @@ def _params(options: FitOptions) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()}
 
 
-def _commit_model(store_path: Path, staging: Path, model: Model, *, activate: bool, wait: float) -> bool:
-    """Under the lock: move the staged model into place and list it in the manifest."""
+def _commit_model(store_path: Path, staging: Path, model: Model, *, activate: bool, wait: float,
+                  align: bool = True) -> tuple[Model, bool, str | None]:
+    """Under the lock: give the clusters their ids (matched to the current model's unless ``align`` is
+    off; new ones from the store's registry), save the model, move it into place and list it in the
+    manifest. Returns the model with its ids, whether it is current, and the model it was aligned to."""
+    from .align import assign_ids, next_free_id
+    from .models import load_model
+
     with open_writer(store_path, wait=wait) as writer:
+        manifest = writer.manifest
+        reference = load_model(writer) if align and manifest.current_model is not None else None
+        if reference is not None and (reference.dim != model.dim):
+            reference = None
+        ids, next_id = assign_ids(model, reference, next_free_id(manifest.next_cluster_id, manifest.models))
+        model = replace(model, cluster_ids=ids)
+        model.save(staging)
         final = writer.path / "models" / model.id
         writer.fsync_tree(staging)
         os.replace(staging, final)
-        manifest = writer.manifest
         current = activate or manifest.current_model is None
         models = {**manifest.models, model.id: {"created_at": model.created_at, "k": model.k, "watermark": 0,
-                                                "fit_rows": list(model.fit_rows), "dim": model.dim}}
-        writer.commit(replace(manifest, models=models, current_model=model.id if current else manifest.current_model))
-    return current
+                                                "fit_rows": list(model.fit_rows), "dim": model.dim,
+                                                "cluster_ids": [int(i) for i in ids]}}
+        writer.commit(replace(manifest, models=models, next_cluster_id=next_id,
+                              current_model=model.id if current else manifest.current_model))
+    return model, current, reference.id if reference is not None else None

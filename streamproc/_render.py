@@ -14,6 +14,7 @@ import numpy as np
 
 from . import progress
 from ._project import projection_path
+from .align import label_positions
 from .errors import StreamprocError, UsageError
 from .models import load_model
 from .store import Store
@@ -55,8 +56,9 @@ def aggregate_blocks(blocks, canvas, n_categories: int):
 
 def _categories(store: Store, model_id: str, color: str, a: int, b: int) -> tuple[np.ndarray, int, list[str]]:
     if color == "cluster":
-        k = load_model(store, model_id).k
-        return store.read(f"models/{model_id}/labels", a, b), k, [f"cluster {i}" for i in range(k)]
+        model = load_model(store, model_id)
+        labels = store.read(f"models/{model_id}/labels", a, b)
+        return label_positions(model, labels), model.k, [f"cluster {i}" for i in model.classes_]
     if color == "outlier":
         return store.read(f"models/{model_id}/outlier", a, b).astype(np.int64), 2, ["inlier", "outlier"]
     batches = store.manifest.batches

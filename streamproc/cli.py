@@ -1,9 +1,9 @@
 """The ``streamproc`` command line: each command parses, calls one library function, and reports.
 
 Library errors become a one-line message and an exit code at one boundary (:func:`reporting`):
-0 ok, 1 error, 2 usage, 75 store locked by another process. An ``OSError`` (disk full, read-only
-store, permission denied) is an error too: one line naming the path, exit 1. Click's own usage
-errors honour ``--json`` as well (:class:`Main`).
+0 ok, 1 error, 2 usage, 3 drift (``classify --fail-on-drift``), 75 store locked by another process.
+An ``OSError`` (disk full, read-only store, permission denied) is an error too: one line naming the
+path, exit 1. Click's own usage errors honour ``--json`` as well (:class:`Main`).
 """
 
 from __future__ import annotations

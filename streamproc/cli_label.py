@@ -18,19 +18,24 @@ from .cli_model import scheduler_option
 @click.option("--drift-threshold", type=float, default=0.25, show_default=True,
               help="Report drift when this run's mean distance departs from training by more than this "
                    "fraction, or its outlier rate exceeds the expected rate by it (beyond sampling noise).")
+@click.option("--fail-on-drift", is_flag=True,
+              help="Exit 3 when this run drifted (after committing its labels), so cron can alert.")
 @scheduler_option
 @wait_option
 @reporting
-def classify_command(store, model_id, outlier_quantile, drift_threshold, scheduler, wait):
+def classify_command(store, model_id, outlier_quantile, drift_threshold, fail_on_drift, scheduler, wait):
     """Label every row of STORE that the model has not labelled yet, exactly once.
 
     Made for cron: nothing new exits 0 at once; another run holding the store exits 75; a run killed
-    at any point is finished by the next. Labels are kept per model.
+    at any point is finished by the next. Labels are kept per model. Reports each batch's outlier
+    rate, mean distance and cluster shares, the clusters whose share moved beyond sampling noise, and
+    dense groups among the outliers; with --fail-on-drift a drifting run exits 3.
 
     \b
     Examples:
       streamproc classify store
       */5 * * * *  streamproc ingest store inbox/ --min-age 60 -q; streamproc classify store --json >> labels.log
+      streamproc classify store --fail-on-drift || echo "drift: see the message" | mail -s streamproc ops
     """
     from ._classify import classify
 
@@ -43,7 +48,32 @@ def classify_command(store, model_id, outlier_quantile, drift_threshold, schedul
         text = (f"labelled {result.labelled:,} rows with model {result.model} at {data['rows_per_s']:,.0f} rows/s; "
                 f"outliers {result.outlier_rate:.2%}, mean distance {result.mean_distance:.4g} "
                 f"(training {result.train_mean_distance:.4g}){'; DRIFT' if result.drift else ''}")
-    return Report(data, text)
+        text = "\n".join([text, *_drift_lines(result)])
+    advice = _advice(result, store)
+    if advice:
+        data["advice"] = advice
+        text += f"\n{advice}"
+    return Report(data, text, exit_code=3 if fail_on_drift and result.drift else 0)
+
+
+def _drift_lines(result) -> list[str]:
+    lines = [f"  cluster {c['cluster']}: share {c['share']:.2%} against {c['train_share']:.2%} in training (z = {c['z']})"
+             for c in result.moved_clusters]
+    lines += [f"  new group: {g['rows']:,} outlier rows near cluster {g['nearest_cluster']}, spread {g['spread']:.4g} "
+              f"(that cluster's: {g['nearest_spread']:.4g})" for g in result.new_groups]
+    return lines
+
+
+def _advice(result, store) -> str:
+    if result.new_groups:
+        rows = sum(g["rows"] for g in result.new_groups)
+        return (f"{len(result.new_groups)} new group(s) of {rows:,} rows in all among the outliers: run "
+                f"`streamproc fit {store} --warm-start --activate` to give them clusters of their own (the other "
+                "clusters keep their ids)")
+    if result.drift:
+        return (f"drift against model {result.model}'s training data: run `streamproc fit {store} --warm-start "
+                "--activate` to refit from the current model (cluster ids are kept)")
+    return ""
 
 
 @main.command(name="export")

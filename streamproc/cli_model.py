@@ -19,8 +19,8 @@ def scheduler_option(fn):
 
 @main.command(name="fit")
 @click.argument("store", type=click.Path(file_okay=False))
-@click.option("--k", "k_range", default=DEFAULT_K, show_default=True,
-              help="k values to try: START:STOP[:STEP] (stop inclusive) or a list like 8,12,16.")
+@click.option("--k", "k_range", help=f"k values to try: START:STOP[:STEP] (stop inclusive) or a list like 8,12,16 "
+                                     f"[default: {DEFAULT_K}; with --warm-start: the current k plus one per new group]")
 @click.option("--variance", type=float, default=0.95, show_default=True,
               help="Keep the fewest PCA components explaining this fraction of the variance.")
 @click.option("--components", type=click.IntRange(min=1), help="Keep exactly this many PCA components instead.")
@@ -44,11 +44,16 @@ def scheduler_option(fn):
                    "regression on the distance vector.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--activate", is_flag=True, help="Make this model the store's current one (the first model always is).")
+@click.option("--warm-start", is_flag=True,
+              help="Start from the current model: its reduction and centroids; only rows added since are reduced, "
+                   "k-means starts converged, dense groups among the new rows' outliers get new clusters.")
+@click.option("--no-align", is_flag=True,
+              help="Do not match the clusters to the current model's: every cluster takes a new id.")
 @scheduler_option
 @wait_option(default=FIT_COMMIT_WAIT)
 @reporting
 def fit_command(store, k_range, variance, components, pca_solver, scaling, metric, select, epochs, tol, sample,
-                restarts, classifier, seed, activate, scheduler, wait):
+                restarts, classifier, seed, activate, warm_start, no_align, scheduler, wait):
     """Fit PCA + k-means for every k on STORE's vectors, pick k, and save the model in STORE.
 
     Reads the rows committed when it starts, without the lock (ingest can go on meanwhile); takes
@@ -60,22 +65,25 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
       streamproc fit store
       streamproc fit store --k 8:32:4 --metric cosine --activate
       streamproc fit store --scheduler tcp://10.0.0.5:8786
+      streamproc fit store --warm-start --activate     # after new batches: keeps the ids, adds new groups
     """
     from ._fit import FitOptions, fit
     from .kmeans import parse_k_range
 
     try:
-        ks = parse_k_range(k_range)
+        ks = [] if warm_start and k_range is None else parse_k_range(k_range or DEFAULT_K)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     options = FitOptions(variance=variance, n_components=components, solver=pca_solver, scaling=scaling,
                          metric=metric, ks=ks, select=select, epochs=epochs, tol=tol, seed=seed, sample=sample,
-                         restarts=restarts, classifier=classifier)
+                         restarts=restarts, classifier=classifier, warm_start=warm_start, align=not no_align)
     result = fit(store, options, scheduler=scheduler, activate=activate, wait=wait)
     data = result.to_dict()
     m = result.model
     lines = [f"model {m.id}{' (current)' if result.current else ''}: k={m.k}, {m.n_components} components "
              f"({m.explained_variance:.1%} of the variance), {result.rows:,} rows in {result.seconds:.1f} s",
+             f"cluster ids {', '.join(map(str, data['cluster_ids']))}"
+             + (f" (matched clusters keep the ids of {result.aligned_to})" if result.aligned_to else ""),
              "", _score_table(m.scores, m.k)]
     return Report(data, "\n".join(lines))
 
@@ -100,12 +108,14 @@ class _ListByDefault(click.Group):
 
 @main.group(name="models", cls=_ListByDefault)
 def models_group():
-    """List a store's models (`models STORE`) or choose the current one (`models activate STORE ID`).
+    """List a store's models (`models STORE`), choose the current one (`models activate STORE ID`), or
+    compare two (`models diff STORE A B`).
 
     \b
     Examples:
       streamproc models store --json
       streamproc models activate store m20261122-081500-ab12
+      streamproc models diff store m20261122-081500-ab12 m20261123-020000-cd34
     """
 
 
@@ -125,7 +135,8 @@ def models_list(store):
     lines = []
     for m in data["models"]:
         lines.append(f"{'*' if m['current'] else ' '} {m['id']}  k={m['k']}  {m['n_components']} components  "
-                     f"rows [{m['fit_rows'][0]:,}, {m['fit_rows'][1]:,})  labelled to row {m['watermark']:,}")
+                     f"rows [{m['fit_rows'][0]:,}, {m['fit_rows'][1]:,})  labelled to row {m['watermark']:,}  "
+                     f"ids {','.join(map(str, m['cluster_ids']))}")
         lines.append(_score_table(m["scores"], m["k"]))
     return Report(data, "\n".join(lines) or "no models yet (run streamproc fit STORE)")
 
@@ -146,3 +157,32 @@ def models_activate(store, model_id, wait):
 
     activate_model(store, model_id, wait=wait)
     return Report({"current_model": model_id}, f"current model: {model_id}")
+
+
+@models_group.command(name="diff")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("from_id", metavar="A")
+@click.argument("to_id", metavar="B")
+@reporting
+def models_diff(store, from_id, to_id):
+    """How model A's clusters became model B's: matched, split, merged, new and gone clusters, in rows.
+
+    Compares both models' labels over the rows both have labelled (else both label a sample).
+
+    \b
+    Example:
+      streamproc models diff store m20261122-081500-ab12 m20261123-020000-cd34 --json
+    """
+    from .model_diff import diff_models
+
+    data = diff_models(store, from_id, to_id)
+    kept = "-" if data["kept"] is None else f"{data['kept']:.1%}"
+    lines = [f"{data['from']} -> {data['to']}: {data['rows']:,} rows compared ({data['source']}), same id for {kept}"]
+    lines += [f"  matched {m['from']} -> {m['to']} ({m['rows']:,} rows)" for m in data["matched"]]
+    lines += [f"  split   {s['from']} -> {', '.join(map(str, s['to']))} ({', '.join(f'{r:,}' for r in s['rows'])} rows)"
+              for s in data["split"]]
+    lines += [f"  merged  {', '.join(map(str, m['from']))} -> {m['to']} ({', '.join(f'{r:,}' for r in m['rows'])} rows)"
+              for m in data["merged"]]
+    lines += [f"  new     {n['id']} ({n['rows']:,} rows)" for n in data["new"]]
+    lines += [f"  gone    {g['id']} ({g['rows']:,} rows)" for g in data["gone"]]
+    return Report(data, "\n".join(lines))

@@ -69,6 +69,7 @@ class Manifest:
     columns: list[str] = field(default_factory=list)  # optional row-aligned arrays: "ids", "texts"
     models: dict[str, dict] = field(default_factory=dict)  # id -> {"created_at", "watermark", ...}
     current_model: str | None = None
+    next_cluster_id: int = 0  # cluster id registry: ids below this were given once and are never reused
     created_at: str = field(default_factory=utc_now)
     format_version: int = FORMAT_VERSION
 

@@ -45,7 +45,7 @@ def list_models(store_path: str | os.PathLike) -> dict:
                     "n_components": model.n_components, "explained_variance": model.explained_variance,
                     "metric": model.metric, "scaling": model.scaling, "created_at": model.created_at,
                     "fit_rows": list(model.fit_rows), "watermark": int(meta.get("watermark", 0)),
-                    "scores": model.scores})
+                    "scores": model.scores, "cluster_ids": [int(i) for i in model.classes_]})
     return {"current_model": store.manifest.current_model, "models": out}
 
 

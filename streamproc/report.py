@@ -12,32 +12,43 @@ import numpy as np
 
 from . import progress
 from ._render import category_colors, check_writable, drawable_rows, render_image
+from .align import label_positions
 from .errors import UsageError
 from .keywords import KeywordCounter
 from .models import load_model
 from .store import Store
-from .svg import bars, lines
+from .svg import bars, lines, stacked_bars
 
 REPRESENTATIVES = 5
 BLOCK_ROWS = 262_144
+MAX_BATCH_BARS = 60  # more batches than this are drawn in groups of consecutive batches
 
 
 def cluster_summary(store: Store, model, rows: int, *, lang: str) -> dict:
-    """One pass over labels (and texts): sizes, mean distance, outliers, nearest rows, keywords."""
+    """One pass over labels (and texts): sizes, mean distance, outliers, nearest rows, keywords, and
+    per batch the rows in each cluster and the outliers. Arrays are indexed by centroid position;
+    ``model.classes_`` holds the cluster ids."""
     k = model.k
     base = f"models/{model.id}"
     sizes, dist_sum, outliers = np.zeros(k, np.int64), np.zeros(k), np.zeros(k, np.int64)
+    batch_starts = np.array([b.start for b in store.manifest.batches], dtype=np.int64)
+    batch_counts = np.zeros((len(batch_starts), k), np.int64)
+    batch_outliers = np.zeros(len(batch_starts), np.int64)
     best_d = np.full((k, REPRESENTATIVES), np.inf)
     best_row = np.full((k, REPRESENTATIVES), -1, np.int64)
     keywords = KeywordCounter(k, lang) if store.has_column("texts") else None
     with progress.bar(rows, "report") as bar:
         columns = [f"{base}/labels", f"{base}/distance", f"{base}/outlier"] + (["texts"] if keywords else [])
         for a, b, got in store.iter_rows(columns, 0, rows, BLOCK_ROWS):
-            labels = got[f"{base}/labels"].astype(np.int64)
+            labels = label_positions(model, got[f"{base}/labels"]).astype(np.int64)
             distance = got[f"{base}/distance"].astype(np.float64)
             sizes += np.bincount(labels, minlength=k)
             dist_sum += np.bincount(labels, weights=distance, minlength=k)
             outliers += np.bincount(labels, weights=got[f"{base}/outlier"], minlength=k).astype(np.int64)
+            batch = np.searchsorted(batch_starts, np.arange(a, b), side="right") - 1
+            batch_counts += np.bincount(batch * k + labels, minlength=batch_counts.size).reshape(batch_counts.shape)
+            batch_outliers += np.bincount(batch, weights=got[f"{base}/outlier"],
+                                          minlength=len(batch_starts)).astype(np.int64)
             for c in np.unique(labels):
                 mine = np.flatnonzero(labels == c)
                 d = np.concatenate([best_d[c], distance[mine]])
@@ -49,7 +60,8 @@ def cluster_summary(store: Store, model, rows: int, *, lang: str) -> dict:
             bar.update(b - a)
     reps = [[_row_view(store, int(r), float(d)) for r, d in zip(rs, ds) if r >= 0] for rs, ds in zip(best_row, best_d)]
     return {"sizes": sizes, "mean_distance": dist_sum / np.maximum(sizes, 1), "outliers": outliers,
-            "representatives": reps, "keywords": keywords.top(10) if keywords else None}
+            "representatives": reps, "keywords": keywords.top(10) if keywords else None,
+            "batch_counts": batch_counts, "batch_outliers": batch_outliers}
 
 
 def _row_view(store: Store, row: int, distance: float) -> dict:
@@ -77,7 +89,8 @@ def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, mo
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, output)
-    clusters = [{"label": c, "size": int(summary["sizes"][c]), "mean_distance": float(summary["mean_distance"][c]),
+    clusters = [{"label": int(model.classes_[c]), "size": int(summary["sizes"][c]),
+                 "mean_distance": float(summary["mean_distance"][c]),
                  "outliers": int(summary["outliers"][c]),
                  "representatives": [view.get("id", view["row"]) for view in summary["representatives"][c]],
                  "keywords": [w for w, _ in summary["keywords"][c]] if summary["keywords"] else None}
@@ -93,8 +106,9 @@ def _html(store, model, rows, png64, s) -> str:
     spectrum = np.cumsum(model.spectrum) / model.total_variance
     shown = min(len(spectrum), max(model.n_components * 2, 10))
     charts = [
-        bars("Cluster sizes", [str(c) for c in range(k)], s["sizes"].tolist(), colors, x_label="cluster",
+        bars("Cluster sizes", [str(c) for c in model.classes_], s["sizes"].tolist(), colors, x_label="cluster",
              y_label="rows"),
+        *_batch_charts(store, model, s, colors),
         lines("Davies-Bouldin against k (lower is better)", ks, {"Davies-Bouldin": [sc["davies_bouldin"] for sc in model.scores]},
               x_label="k", y_label="Davies-Bouldin", mark_x=k),
         lines("Calinski-Harabasz against k (higher is better)", ks,
@@ -104,7 +118,7 @@ def _html(store, model, rows, png64, s) -> str:
               {"cumulative explained variance": spectrum[:shown].tolist()}, x_label="components",
               y_label="fraction of variance", mark_x=model.n_components),
     ]
-    table = "".join(_cluster_row(c, colors[c], s) for c in range(k))
+    table = "".join(_cluster_row(c, int(model.classes_[c]), colors[c], s) for c in range(k))
     keyword_head = "<th>keywords</th>" if s["keywords"] is not None else ""
     no_texts = "" if s["keywords"] is not None else (
         '<p class="note">No texts were ingested with this store, so there are no keywords '
@@ -131,13 +145,33 @@ td, th {{ border-bottom: 1px solid #e4e7eb; padding: .4em; vertical-align: top; 
 """
 
 
-def _cluster_row(c: int, color: str, s: dict) -> str:
+def _batch_charts(store, model, s: dict, colors: list[str]) -> list[str]:
+    """Cluster shares and outlier rate over the batches (groups of consecutive batches past
+    ``MAX_BATCH_BARS``): drift shows as a share or a rate that moves."""
+    rows = s["batch_counts"].sum(axis=1)
+    labelled = np.flatnonzero(rows)
+    if len(labelled) == 0:
+        return []
+    groups = np.array_split(labelled, min(len(labelled), MAX_BATCH_BARS))
+    ids = [b.id for b in store.manifest.batches]
+    names = [ids[g[0]] if len(g) == 1 else f"{ids[g[0]]}..{ids[g[-1]]}" for g in groups]
+    counts = np.array([s["batch_counts"][g].sum(axis=0) for g in groups], dtype=np.float64)
+    totals = counts.sum(axis=1)
+    shares = counts / totals[:, None]
+    outlier_rate = np.array([s["batch_outliers"][g].sum() for g in groups]) / totals
+    series = {f"cluster {cid}": shares[:, c].tolist() for c, cid in enumerate(model.classes_)}
+    return [stacked_bars("Cluster shares over batches", names, series, colors, x_label="batch", y_label="share of rows"),
+            lines("Outlier rate over batches", list(range(1, len(groups) + 1)), {"outlier rate": outlier_rate.tolist()},
+                  x_label=f"batch ({names[0]} to {names[-1]})", y_label="outlier rate")]
+
+
+def _cluster_row(c: int, cid: int, color: str, s: dict) -> str:
     reps = "<br>".join(
         escape(" · ".join(x for x in (f"row {r['row']}", r.get("id", ""), r.get("text", "")[:160]) if x))
         for r in s["representatives"][c])
     keywords = ""
     if s["keywords"] is not None:
         keywords = f"<td>{escape(', '.join(term for term, _ in s['keywords'][c]))}</td>"
-    return (f'<tr id="cluster-{c}"><td><span class="swatch" style="background:{color}"></span> {c}</td>'
+    return (f'<tr id="cluster-{cid}"><td><span class="swatch" style="background:{color}"></span> {cid}</td>'
             f'<td>{int(s["sizes"][c]):,}</td><td>{s["mean_distance"][c]:.4g}</td><td>{int(s["outliers"][c]):,}</td>'
             f'<td class="rep">{reps}</td>{keywords}</tr>')

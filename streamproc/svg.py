@@ -63,3 +63,25 @@ def lines(title: str, xs: list[float], series: dict[str, list[float | None]], *,
         body.append(f'<line x1="{sx(mark_x):.1f}" y1="30" x2="{sx(mark_x):.1f}" y2="{HEIGHT - PAD}" stroke="#999" '
                     f'stroke-dasharray="4 3"/><text x="{sx(mark_x) + 4:.1f}" y="{HEIGHT - PAD - 6}">{mark_x:g}</text>')
     return _frame(title, "".join(body), x_label, y_label)
+
+
+def stacked_bars(title: str, labels: list[str], series: dict[str, list[float]], colors: list[str], *,
+                 x_label="", y_label="") -> str:
+    """One bar per label, stacked from the series (e.g. each cluster's share of a batch's rows)."""
+    n = max(len(labels), 1)
+    values = list(series.values())
+    top = max((sum(column) for column in zip(*values)), default=1.0) or 1.0
+    step = (WIDTH - PAD - 16) / n
+    body = []
+    for i, label in enumerate(labels):
+        x, base = PAD + 2 + i * step, HEIGHT - PAD
+        for (name, ys), color in zip(series.items(), colors):
+            h = (HEIGHT - PAD - 30) * ys[i] / top
+            base -= h
+            body.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{max(step - 1, 1):.1f}" height="{h:.1f}" '
+                        f'fill="{color}"><title>{escape(label)} · {escape(name)}: {ys[i]:.3g}</title></rect>')
+    for i in sorted({0, n - 1}):
+        body.append(f'<text x="{PAD + 2 + (i + 0.5) * step:.1f}" y="{HEIGHT - PAD + 13}" text-anchor="middle">'
+                    f'{escape(labels[i])}</text>')
+    body.append(f'<text x="{PAD - 4}" y="34" text-anchor="end">{top:.3g}</text>')
+    return _frame(title, "".join(body), x_label, y_label)
