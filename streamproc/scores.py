@@ -56,8 +56,9 @@ def _silhouette_block(cluster_sums: np.ndarray, own: np.ndarray, counts: np.ndar
     own_size = own @ counts
     a = (cluster_sums * own).sum(axis=1) / np.maximum(own_size - 1, 1)
     mean_other = np.where(own > 0, np.inf, cluster_sums / counts)
-    b = mean_other.min(axis=1)
-    s = (b - a) / np.maximum(np.maximum(a, b), 1e-300)
+    b = mean_other.min(axis=1)  # inf when there is one cluster only: the score is then undefined
+    with np.errstate(invalid="ignore"):
+        s = (b - a) / np.maximum(np.maximum(a, b), 1e-300)
     return np.where(own_size > 1, np.nan_to_num(s), 0.0)
 
 
@@ -72,4 +73,4 @@ def elbow_index(ks: list[int], inertia: list[float]) -> int:
     y = (y - y.min()) / max(y.max() - y.min(), 1e-300)
     chord = y[0] + (y[-1] - y[0]) * x
     below = chord - y
-    return int(np.argmax(below)) if below.max() > 0 else 0
+    return int(np.argmax(below)) if below.max() > 1e-9 else 0
