@@ -15,7 +15,7 @@ import numpy as np
 
 from .stats import sq_distances
 
-BLOCK_ROWS = 1024
+BLOCK_ENTRIES = 2**18  # distances held at once (2 MiB of float64): fit's memory must not depend on the sample
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
@@ -28,10 +28,11 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
 
 
 def silhouette_scores(z: np.ndarray, label_sets: list[np.ndarray], *, metric: str = "euclidean",
-                      block_rows: int = BLOCK_ROWS) -> list[float | None]:
+                      block_rows: int | None = None) -> list[float | None]:
     """The mean silhouette coefficient of each labelling of ``z`` (None where it is undefined:
     fewer than 2 or as many clusters as rows). Equals ``sklearn.metrics.silhouette_score``."""
     z = np.asarray(z, dtype=np.float64)
+    block_rows = block_rows or max(1, BLOCK_ENTRIES // max(len(z), 1))
     onehots, counts = [], []
     for labels in label_sets:
         _, inverse = np.unique(labels, return_inverse=True)

@@ -132,3 +132,25 @@ def test_fit_cli_methods_and_selections(cli, tmp_path, rows):
                    schema="error")
     assert "--micro-clusters 5" in bad["error"]
     validate(bad, "error")
+
+
+def test_tsne_map_keeps_the_clusters_apart_and_places_new_rows(cli, tmp_path):
+    """project --method tsne: openTSNE on the sample, every other row placed; clusters stay apart in 2-D."""
+    import zarr
+    from sklearn.neighbors import KNeighborsClassifier
+
+    mix = Mixture(dim=24, clusters=4, rank=8, spread_rank=4, seed=4)
+    x, y = mix.batch(0, 3000)
+    store = _store(tmp_path, x, chunk_rows=500)
+    fit(store, FitOptions(ks=[4], sample=1000))
+    out = cli.json("project", store, "--method", "tsne", "--sample", "800", schema="project")
+    assert out["method"] == "tsne" and out["projected"] == 3000
+    model_dir = next(p for p in (store / "models").iterdir() if not p.name.startswith("."))
+    xy = zarr.open_array(next(model_dir.glob("projection-tsne-*[0-9]")), mode="r")[:]
+    assert np.isfinite(xy).all()
+    knn = KNeighborsClassifier(5).fit(xy[:2000], y[:2000])  # clusters: neighbours in 2-D share the true label
+    assert knn.score(xy[2000:], y[2000:]) > 0.95
+    np.save(tmp_path / "more.npy", mix.batch(9, 500)[0])
+    cli.json("ingest", store, tmp_path / "more.npy")
+    again = cli.json("project", store, schema="project")
+    assert again["method"] == "tsne" and again["projected"] == 500 and again["fit_seconds"] == 0
