@@ -19,6 +19,7 @@ import numpy as np
 
 from . import agglomerative, density, stats
 from .choices import FIT_METHODS, QUANTILES
+from .errors import UsageError
 from .model import normalize_rows
 from .scores import pairwise_distances
 
@@ -99,7 +100,8 @@ def _agglomerative(runner, reduced_path, ranges, sample_z, micro, total, options
     used = total["count0"] > 0
     micro, counts, sums = micro[used], total["count0"][used], total["sum0"][used]
     if len(micro) < max(options.ks):
-        raise ValueError(f"only {len(micro)} micro-clusters have rows, fewer than the largest --k {max(options.ks)}")
+        raise UsageError(f"only {len(micro)} micro-clusters have rows (the reduced rows take few distinct values), "
+                         f"fewer than the largest --k {max(options.ks)}: lower --k")
     merges = agglomerative.merge_tree(sums / counts[:, None], counts, linkage=options.linkage, metric=options.metric)
     group_sets = agglomerative.cuts(merges, len(micro), options.ks)
     mean_sets = [agglomerative.group_means(groups, counts, sums)[1] for groups in group_sets]

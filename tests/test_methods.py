@@ -110,9 +110,15 @@ def test_logistic_confidence_matches_held_out_accuracy_on_digits(tmp_path, metho
     store = _store(tmp_path, x, chunk_rows=200)
     options = FitOptions(ks=[8, 10, 12], method=method, classifier="logistic", micro_clusters=300,
                          umap_components=0, min_cluster_size=10)
-    report = fit(store, options).model.extra["classifier"]
+    model = fit(store, options).model
+    report = model.extra["classifier"]
     assert report["held_out_rows"] > 100
     assert abs(report["mean_confidence"] - report["accuracy"]) <= 0.05, report
+    kept = max(report["logistic_accuracy"], report["nearest_centroid_accuracy"])
+    assert report["accuracy"] >= kept - 0.02, report  # the candidate kept is (about) the better one
+    if report["used"] == "nearest-centroid":  # coef = -I / (T unit): the labels are nearest-centroid's
+        z = model.transform(x[:300].astype(np.float32))
+        np.testing.assert_array_equal(model.predict(x[:300].astype(np.float32)), model.distances(z).argmin(axis=1))
 
 
 def test_fit_cli_methods_and_selections(cli, tmp_path, rows):
@@ -154,3 +160,24 @@ def test_tsne_map_keeps_the_clusters_apart_and_places_new_rows(cli, tmp_path):
     cli.json("ingest", store, tmp_path / "more.npy")
     again = cli.json("project", store, schema="project")
     assert again["method"] == "tsne" and again["projected"] == 500 and again["fit_seconds"] == 0
+
+
+def test_report_plots_the_four_scores_with_ticks_and_a_table(cli, tmp_path, rows):
+    import re
+
+    store = _store(tmp_path, rows)
+    out = cli.json("fit", store, "--k", "2:6", "--method", "agglomerative", "--micro-clusters", "40", schema="fit")
+    cli.json("project", store, "--method", "pca")
+    cli.json("report", store, "-o", tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    section = html[html.index('<section id="scores">'):html.index('<section id="charts">')]
+    for title in ("Davies-Bouldin", "Calinski-Harabasz", "silhouette", "inertia"):
+        chart = re.search(rf'<svg[^>]*aria-label="{title} against k[^"]*".*?</svg>', section).group(0)
+        x_ticks = re.findall(r'text-anchor="middle">(\d+)</text>', chart)
+        assert x_ticks == [str(s["k"]) for s in out["scores"]], title
+        assert len(re.findall(r'text-anchor="end" font-size="9">', chart)) == 5  # y ticks
+    table = section[section.index('<table id="score-table">'):]
+    cells = re.findall(r"<tr( class=chosen)?><td>(\d+)</td><td>([^<]+)</td>", table)
+    assert [int(k) for _, k, _ in cells] == [s["k"] for s in out["scores"]]
+    assert [float(db) for _, _, db in cells] == pytest.approx([s["davies_bouldin"] for s in out["scores"]], abs=1e-4)
+    assert [int(k) for chosen, k, _ in cells if chosen] == [out["k"]]
