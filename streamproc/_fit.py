@@ -7,7 +7,8 @@ Passes over the data (each a Dask job over blocks):
   2. vectors: reduced = scale(pca(x)), written once (about 10x smaller than the vectors), and the
      first Lloyd epoch for every k (k-means++ on the reduced sample comes before)
   3. reduced: the other Lloyd epochs, every k updated from the same read of each block
-  4. reduced: DB/CH statistics for every k
+     (--method agglomerative: one set of --micro-clusters centroids instead; hdbscan: none)
+  4. reduced: the method's partition for every k and its DB/CH statistics (streamproc.methods)
   5. reduced: distance histograms of the chosen k -> outlier quantiles
 """
 

@@ -72,14 +72,14 @@ def _scores_block(z, start, centroid_sets, mean_sets):
                               mean_sets)
 
 
-def _cut_scores_block(z, start, micro, group_sets, mean_sets):
+def _cut_scores_block(z, start, micro, group_sets, mean_sets, centroid_sets):
     """DB/CH statistics of each cut (rows take their nearest micro-cluster's group), and each
     cluster's largest distance to its centroid under the model's nearest-centroid rule."""
     z = z.astype(np.float32, copy=False)
     [(micro_labels, _)] = stats.nearest_in_sets(z, [micro.astype(np.float32)])
     out = stats.labelled_scores_chunk(z, [groups[micro_labels] for groups in group_sets], mean_sets)
-    for i, (labels, sq) in enumerate(stats.nearest_in_sets(z, [m.astype(np.float32) for m in mean_sets])):
-        out[f"max{i}"] = stats.label_max(np.sqrt(sq), labels, len(mean_sets[i]))
+    for i, (labels, sq) in enumerate(stats.nearest_in_sets(z, [c.astype(np.float32) for c in centroid_sets])):
+        out[f"max{i}"] = stats.label_max(np.sqrt(sq), labels, len(centroid_sets[i]))
     return out
 
 
@@ -105,9 +105,9 @@ def _agglomerative(runner, reduced_path, ranges, sample_z, micro, total, options
     merges = agglomerative.merge_tree(sums / counts[:, None], counts, linkage=options.linkage, metric=options.metric)
     group_sets = agglomerative.cuts(merges, len(micro), options.ks)
     mean_sets = [agglomerative.group_means(groups, counts, sums)[1] for groups in group_sets]
-    totals = runner.reduce_blocks(reduced_path, ranges, _cut_scores_block, micro, group_sets, mean_sets,
-                                  desc="pass 4/5 merge-tree scores")
     centroid_sets = [normalize_rows(m) if options.metric == "cosine" else m for m in mean_sets]
+    totals = runner.reduce_blocks(reduced_path, ranges, _cut_scores_block, micro, group_sets, mean_sets,
+                                  centroid_sets, desc="pass 4/5 merge-tree scores")
     [sample_micro] = _nearest(sample_z, [micro])
     return Sweep(list(options.ks), centroid_sets, totals, mean_sets, [g[sample_micro] for g in group_sets],
                  extra={"micro_clusters": int(len(micro))})
