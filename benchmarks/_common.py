@@ -23,14 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("STREAMPROC_BENCH_DATA", ROOT / "benchmarks" / ".data"))
 
 
-def run(code: str, *args: str, env: dict | None = None) -> dict:
-    """Run ``python -c code args`` and return its last stdout line parsed as JSON, plus wall and peak RSS."""
+def run(code: str, *args: str, env: dict | None = None, timeout: float | None = None) -> dict:
+    """Run ``python -c code args`` and return its last stdout line parsed as JSON, plus wall and peak RSS
+    (killed, with an error, after ``timeout`` seconds)."""
     began = time.perf_counter()
     proc = psutil.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                         text=True, env={**os.environ, **(env or {})}, cwd=ROOT)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, tree_memory(proc))
+        if timeout is not None and time.perf_counter() - began > timeout:
+            proc.kill()
+            proc.communicate()
+            return {"error": f"stopped after {timeout:.0f} s", "wall": time.perf_counter() - began, "peak_rss": peak}
         time.sleep(0.05)
     out, err = proc.communicate()
     wall = time.perf_counter() - began

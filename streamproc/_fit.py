@@ -7,7 +7,8 @@ Passes over the data (each a Dask job over blocks):
   2. vectors: reduced = scale(pca(x)), written once (about 10x smaller than the vectors), and the
      first Lloyd epoch for every k (k-means++ on the reduced sample comes before)
   3. reduced: the other Lloyd epochs, every k updated from the same read of each block
-  4. reduced: DB/CH statistics for every k
+     (--method agglomerative: one set of --micro-clusters centroids instead; hdbscan: none)
+  4. reduced: the method's partition for every k and its DB/CH statistics (streamproc.methods)
   5. reduced: distance histograms of the chosen k -> outlier quantiles
 """
 
@@ -24,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from . import kmeans, progress, stats
-from .choices import DEFAULT_K, METRICS, SCALINGS
+from . import kmeans, methods, progress, stats
+from .choices import DEFAULT_K, LINKAGES, METRICS, SCALINGS, SELECTIONS
 from .errors import StoreError, UsageError
 from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
@@ -51,6 +52,13 @@ class FitOptions:
     classifier: str = "softmax"
     align: bool = True  # match the clusters to the current model's and keep their ids (align.py)
     warm_start: bool = False  # start from the current model's reduction and centroids (warm.py)
+    method: str = "kmeans"  # kmeans | agglomerative | hdbscan (streamproc.methods)
+    linkage: str = "ward"
+    micro_clusters: int = 1000
+    min_cluster_size: int = 25
+    min_samples: int | None = None
+    umap_components: int = 5
+    silhouette_sample: int = 5000
     block_bytes: int = 16 * 2**20  # rows read per task: whole chunks adding up to about this
 
     def check(self) -> None:
@@ -62,8 +70,15 @@ class FitOptions:
             raise UsageError(f"--metric must be one of {', '.join(METRICS)}")
         if not 0 < self.variance <= 1:
             raise UsageError(f"--variance must be in (0, 1], got {self.variance}")
-        if self.select not in ("db", "ch"):
-            raise UsageError("--select must be db or ch")
+        if self.select not in SELECTIONS:
+            raise UsageError(f"--select must be one of {', '.join(SELECTIONS)}")
+        if self.method not in methods.METHODS:
+            raise UsageError(f"--method must be one of {', '.join(methods.METHODS)}")
+        if self.linkage not in LINKAGES:
+            raise UsageError(f"--linkage must be one of {', '.join(LINKAGES)}")
+        if self.method == "agglomerative" and not max(self.ks) <= self.micro_clusters <= self.sample:
+            raise UsageError(f"--micro-clusters {self.micro_clusters} must be at least the largest --k "
+                             f"({max(self.ks)}) and at most --sample ({self.sample})")
         if self.epochs < 1 or self.sample < 2 or self.restarts < 1:
             raise UsageError("--epochs and --restarts must be >= 1 and --sample >= 2")
         if self.warm_start and not self.ks:
@@ -88,7 +103,8 @@ class FitResult:
                 "explained_variance": round(m.explained_variance, 6), "scores": m.scores, "rows": self.rows,
                 "seconds": round(self.seconds, 3), "workers": self.workers,
                 "cluster_ids": [int(i) for i in m.classes_], "aligned_to": self.aligned_to,
-                "warm_start": bool(m.params.get("warm_start", False))}
+                "warm_start": bool(m.params.get("warm_start", False)),
+                "method": m.params.get("method", "kmeans"), **m.extra}
 
 
 def new_model_id() -> str:
@@ -111,11 +127,6 @@ def _reduce_block(block, start, a, b, metric, reduced_path, centroid_sets):
         z = normalize_rows(z)
     write_rows(Path(reduced_path), zarr.open_array(reduced_path, mode="r+"), start, z)
     return kmeans.lloyd_block(z, start, centroid_sets)
-
-
-def _scores_block(z, start, centroid_sets, mean_sets):
-    return stats.scores_chunk(z.astype(np.float32, copy=False), [c.astype(np.float32) for c in centroid_sets],
-                              mean_sets)
 
 
 def _histogram_block(z, start, centroids, upper, metric):
@@ -192,8 +203,7 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
 
     # k-means++ on the reduced sample, for every k
     sample_z = draft.transform(sample)
-    centroid_sets = kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
-                                              restarts=options.restarts)
+    centroid_sets = methods.init_centroid_sets(options, sample_z)
 
     # pass 2: write the reduced rows once; the first k-means epoch is summed from the same read
     a, b = draft.affine()
@@ -225,21 +235,14 @@ def cluster_reduced(draft: Model, options: FitOptions, runner: Runner, reduced_p
         if shift <= options.tol or epoch == options.epochs - 1:
             break  # keep centroid_sets: the labels these epoch sums describe
         centroid_sets = new_sets
-    mean_sets = [stats.label_means(total, str(i)) for i in range(len(centroid_sets))]
 
-    # pass 4: Davies-Bouldin and Calinski-Harabasz for every k
-    total = runner.reduce_blocks(reduced_path, reduced_ranges, _scores_block, centroid_sets, mean_sets,
-                                 desc="pass 4/5 scores")
-    scores = []
-    for i, k in enumerate(len(c) for c in centroid_sets):
-        key = str(i)
-        inertia = float(total[f"sqdist{key}"].sum())
-        scores.append({"k": k, "davies_bouldin": _finite(stats.davies_bouldin_finalize(total, mean_sets[i], key)),
-                       "calinski_harabasz": _finite(stats.calinski_harabasz_finalize(total, mean_sets[i], key)),
-                       "inertia": inertia})
+    # pass 4: the method's partitions (one per k) and their DB/CH statistics; every k scored four ways
+    sweep = methods.run(options, runner, reduced_path, reduced_ranges, sample_z, centroid_sets, total)
+    total = sweep.totals
+    scores = _scores(sweep, sample_z[:options.silhouette_sample], options.metric)
     best = _select(scores, options.select)
     key = str(best)
-    centroids = centroid_sets[best]
+    centroids = sweep.centroid_sets[best]
     counts = total[f"count{key}"]
     upper = total[f"max{key}"]
     if options.metric == "cosine":
@@ -250,29 +253,46 @@ def cluster_reduced(draft: Model, options: FitOptions, runner: Runner, reduced_p
     hist = runner.reduce_blocks(reduced_path, reduced_ranges, _histogram_block, centroids, upper, options.metric,
                                 desc="pass 5/5 quantiles")
     mean_distance = hist["distsum"] / np.maximum(counts, 1)  # to the centroid, in the model's metric
-    model = replace(draft, centroids=centroids, quantiles=stats.quantiles_finalize(hist, upper, QUANTILES),
+    quantiles = stats.quantiles_finalize(hist, upper, QUANTILES) if sweep.quantiles is None else sweep.quantiles
+    extra = {"silhouette_sample": int(min(options.silhouette_sample, len(sample_z))), **(sweep.extra or {})}
+    model = replace(draft, centroids=centroids, quantiles=quantiles, extra=extra,
                     cluster_sizes=counts, cluster_mean_distance=mean_distance,
                     noise_variance=float(total[f"sqdist{key}"].sum() / max(rows * draft.n_components, 1)),
                     scores=scores, created_at=utc_now())
     if options.classifier == "logistic":
-        model = _with_logistic(model, sample_z, options.seed)
+        model = _with_logistic(model, sample_z, sweep.sample_labels[best], options.seed)
     return model
 
 
-def _with_logistic(model: Model, sample_z: np.ndarray, seed: int) -> Model:
-    """Multinomial logistic regression on the distances to every centroid (trained on the sample)."""
-    from sklearn.linear_model import LogisticRegression
+def _with_logistic(model: Model, sample_z: np.ndarray, labels: np.ndarray, seed: int) -> Model:
+    """Calibrated multinomial logistic regression on the distances to every centroid, trained on
+    the sample's labels in the method's own partition (:mod:`streamproc.logistic`)."""
+    from .logistic import fit_calibrated
 
-    d = model.distances(sample_z)
-    labels = d.argmin(axis=1)
-    if len(np.unique(labels)) < 2:
+    fitted = fit_calibrated(model.distances(sample_z), labels, model.k, seed=seed)
+    if fitted is None:
         return model
-    clf = LogisticRegression(max_iter=500, random_state=seed).fit(d, labels)
-    coef = np.zeros((model.k, model.k))
-    intercept = np.full(model.k, -1e9)
-    coef[clf.classes_] = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_, clf.coef_])
-    intercept[clf.classes_] = clf.intercept_ if len(clf.classes_) > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]])
-    return replace(model, logistic_coef=coef, logistic_intercept=intercept)
+    coef, intercept, report = fitted
+    return replace(model, logistic_coef=coef, logistic_intercept=intercept, extra={**model.extra, "classifier": report})
+
+
+def _scores(sweep: methods.Sweep, silhouette_z: np.ndarray, metric: str) -> list[dict]:
+    """Davies-Bouldin, Calinski-Harabasz and inertia of every k over all rows (streamed, exact), and
+    the silhouette on the first rows of the uniform sample (noise rows left out)."""
+    from .scores import silhouette_scores
+
+    n = len(silhouette_z)
+    keep = np.all([labels[:n] >= 0 for labels in sweep.sample_labels], axis=0)
+    silhouettes = silhouette_scores(silhouette_z[keep], [labels[:n][keep] for labels in sweep.sample_labels],
+                                    metric=metric)
+    scores = []
+    for i, k in enumerate(sweep.ks):
+        key = str(i)
+        means = sweep.mean_sets[i]
+        scores.append({"k": k, "davies_bouldin": _finite(stats.davies_bouldin_finalize(sweep.totals, means, key)),
+                       "calinski_harabasz": _finite(stats.calinski_harabasz_finalize(sweep.totals, means, key)),
+                       "silhouette": _finite(silhouettes[i]), "inertia": float(sweep.totals[f"sqdist{key}"].sum())})
+    return scores
 
 
 def _finite(x: float) -> float | None:
@@ -280,6 +300,13 @@ def _finite(x: float) -> float | None:
 
 
 def _select(scores: list[dict], by: str) -> int:
+    """The index of the chosen k: lowest DB, highest CH or silhouette, or the elbow of inertia."""
+    if by == "elbow":
+        from .scores import elbow_index
+
+        return elbow_index([s["k"] for s in scores], [s["inertia"] for s in scores])
+    if by == "silhouette":
+        return int(np.argmax([s["silhouette"] if s["silhouette"] is not None else -np.inf for s in scores]))
     if by == "db":
         values = [s["davies_bouldin"] if s["davies_bouldin"] is not None else np.inf for s in scores]
         return int(np.argmin(values))

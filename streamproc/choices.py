@@ -5,3 +5,7 @@ SCALINGS = ("none", "global", "whiten")
 METRICS = ("euclidean", "cosine")
 DEFAULT_K = "4:32:4"
 QUANTILES = (0.90, 0.95, 0.99, 0.999)
+SELECTIONS = ("db", "ch", "silhouette", "elbow")
+FIT_METHODS = ("kmeans", "agglomerative", "hdbscan")
+LINKAGES = ("ward", "average", "complete")
+PROJECTIONS = ("umap", "tsne", "pca")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .choices import DEFAULT_K, METRICS, PCA_SOLVERS, SCALINGS
+from .choices import DEFAULT_K, FIT_METHODS, LINKAGES, METRICS, PCA_SOLVERS, SCALINGS, SELECTIONS
 from .cli import Report, main, reporting, wait_option
 from .errors import UsageError
 
@@ -30,8 +30,24 @@ def scheduler_option(fn):
               help="Scaling of the PCA components before clustering (whiten = unit variance each).")
 @click.option("--metric", type=click.Choice(METRICS), default="euclidean", show_default=True,
               help="cosine = spherical k-means on normalised vectors.")
-@click.option("--select", type=click.Choice(["db", "ch"]), default="db", show_default=True,
-              help="Choose k by lowest Davies-Bouldin or highest Calinski-Harabasz.")
+@click.option("--method", type=click.Choice(FIT_METHODS), default="kmeans", show_default=True,
+              help="kmeans: streamed Lloyd sweep; agglomerative: merge tree over k-means micro-clusters; "
+                   "hdbscan: HDBSCAN on the uniform sample (k comes from HDBSCAN).")
+@click.option("--linkage", type=click.Choice(LINKAGES), default="ward", show_default=True,
+              help="agglomerative: how merged groups are compared.")
+@click.option("--micro-clusters", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="agglomerative: k-means micro-clusters the merge tree is built over (at most --sample).")
+@click.option("--min-cluster-size", type=click.IntRange(min=2), default=25, show_default=True,
+              help="hdbscan: smallest cluster, in sample rows.")
+@click.option("--min-samples", type=click.IntRange(min=1), help="hdbscan: neighbours of a core point "
+              "(default: --min-cluster-size).")
+@click.option("--umap-components", type=click.IntRange(min=0), default=5, show_default=True,
+              help="hdbscan: UMAP the sample to this many dimensions first (0: cluster the reduced rows).")
+@click.option("--select", type=click.Choice(SELECTIONS), default="db", show_default=True,
+              help="Choose k by lowest Davies-Bouldin, highest Calinski-Harabasz or silhouette, or the "
+                   "elbow (knee) of inertia against k.")
+@click.option("--silhouette-sample", type=click.IntRange(min=2), default=5000, show_default=True,
+              help="Rows of the uniform sample the silhouette is computed on (it is O(n^2)).")
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Most k-means passes.")
 @click.option("--tol", type=float, default=1e-4, show_default=True,
               help="Stop k-means when no centroid moves more than this (relative to the cluster spread).")
@@ -52,7 +68,8 @@ def scheduler_option(fn):
 @scheduler_option
 @wait_option(default=FIT_COMMIT_WAIT)
 @reporting
-def fit_command(store, k_range, variance, components, pca_solver, scaling, metric, select, epochs, tol, sample,
+def fit_command(store, k_range, variance, components, pca_solver, scaling, metric, method, linkage, micro_clusters,
+                min_cluster_size, min_samples, umap_components, select, silhouette_sample, epochs, tol, sample,
                 restarts, classifier, seed, activate, warm_start, no_align, scheduler, wait):
     """Fit PCA + k-means for every k on STORE's vectors, pick k, and save the model in STORE.
 
@@ -64,6 +81,8 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
     Examples:
       streamproc fit store
       streamproc fit store --k 8:32:4 --metric cosine --activate
+      streamproc fit store --method agglomerative --linkage average --metric cosine --classifier logistic
+      streamproc fit store --method hdbscan --min-cluster-size 50
       streamproc fit store --scheduler tcp://10.0.0.5:8786
       streamproc fit store --warm-start --activate     # after new batches: keeps the ids, adds new groups
     """
@@ -76,7 +95,10 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
         raise UsageError(str(exc)) from None
     options = FitOptions(variance=variance, n_components=components, solver=pca_solver, scaling=scaling,
                          metric=metric, ks=ks, select=select, epochs=epochs, tol=tol, seed=seed, sample=sample,
-                         restarts=restarts, classifier=classifier, warm_start=warm_start, align=not no_align)
+                         restarts=restarts, classifier=classifier, method=method, linkage=linkage,
+                         micro_clusters=micro_clusters, min_cluster_size=min_cluster_size, min_samples=min_samples,
+                         umap_components=umap_components, silhouette_sample=silhouette_sample,
+                         warm_start=warm_start, align=not no_align)
     result = fit(store, options, scheduler=scheduler, activate=activate, wait=wait)
     data = result.to_dict()
     m = result.model
@@ -89,12 +111,17 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
 
 
 def _score_table(scores: list[dict], chosen: int) -> str:
-    lines = ["     k  Davies-Bouldin  Calinski-Harabasz"]
+    lines = ["     k  Davies-Bouldin  Calinski-Harabasz  silhouette       inertia"]
     for s in scores:
-        db = "-" if s["davies_bouldin"] is None else f"{s['davies_bouldin']:.4f}"
-        ch = "-" if s["calinski_harabasz"] is None else f"{s['calinski_harabasz']:.1f}"
-        lines.append(f"{'*' if s['k'] == chosen else ' '} {s['k']:>4}  {db:>14}  {ch:>17}")
+        cells = [_cell(s.get(name), fmt) for name, fmt in
+                 (("davies_bouldin", ".4f"), ("calinski_harabasz", ".1f"), ("silhouette", ".4f"), ("inertia", ".4g"))]
+        lines.append(f"{'*' if s['k'] == chosen else ' '} {s['k']:>4}  {cells[0]:>14}  {cells[1]:>17}  "
+                     f"{cells[2]:>10}  {cells[3]:>12}")
     return "\n".join(lines)
+
+
+def _cell(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 class _ListByDefault(click.Group):

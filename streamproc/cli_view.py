@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .choices import PROJECTIONS
 from .cli import Report, main, reporting, wait_option
 from .cli_model import scheduler_option
 
@@ -13,8 +14,8 @@ MAX_PIXELS = 8192  # per side of a rendered map: 8192 x 8192 RGBA is 256 MiB
 @main.command(name="project")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--model", "model_id", help="Model id (default: the store's current model).")
-@click.option("--method", type=click.Choice(["umap", "pca"]),
-              help="umap: fitted on a sample, other rows placed by their nearest sample neighbours; "
+@click.option("--method", type=click.Choice(PROJECTIONS),
+              help="umap or tsne (openTSNE): fitted on a sample, other rows placed by their nearest sample neighbours; "
                    "pca: the first two components. [default: the stored method, else umap]")
 @click.option("--sample", type=click.IntRange(min=16), default=50_000, show_default=True,
               help="Rows UMAP is fitted on.")
@@ -28,6 +29,7 @@ def project_command(store, model_id, method, sample, seed, scheduler, wait):
     \b
     Example:
       streamproc project store --method umap --sample 50000
+      streamproc project store --method tsne
     """
     from ._project import project
 

@@ -102,18 +102,12 @@ def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, mo
 def _html(store, model, rows, png64, s) -> str:
     k = model.k
     colors = category_colors(k)
-    ks = [sc["k"] for sc in model.scores]
     spectrum = np.cumsum(model.spectrum) / model.total_variance
     shown = min(len(spectrum), max(model.n_components * 2, 10))
     charts = [
         bars("Cluster sizes", [str(c) for c in model.classes_], s["sizes"].tolist(), colors, x_label="cluster",
              y_label="rows"),
         *_batch_charts(store, model, s, colors),
-        lines("Davies-Bouldin against k (lower is better)", ks, {"Davies-Bouldin": [sc["davies_bouldin"] for sc in model.scores]},
-              x_label="k", y_label="Davies-Bouldin", mark_x=k),
-        lines("Calinski-Harabasz against k (higher is better)", ks,
-              {"Calinski-Harabasz": [sc["calinski_harabasz"] for sc in model.scores]}, x_label="k",
-              y_label="Calinski-Harabasz", mark_x=k),
         lines("Explained variance against components", list(range(1, shown + 1)),
               {"cumulative explained variance": spectrum[:shown].tolist()}, x_label="components",
               y_label="fraction of variance", mark_x=model.n_components),
@@ -128,7 +122,9 @@ def _html(store, model, rows, png64, s) -> str:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1160px; color: #1f2933; }}
 h1 {{ font-size: 1.5em; }} h2 {{ margin-top: 2em; border-bottom: 1px solid #d9dee3; }}
-.charts {{ display: flex; flex-wrap: wrap; gap: 1em; }} table {{ border-collapse: collapse; width: 100%; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1em; }} .scores {{ display: flex; gap: 1em; align-items: flex-start; }}
+.scores table {{ width: auto; font-variant-numeric: tabular-nums; }} .scores td {{ text-align: right; }}
+tr.chosen td {{ font-weight: bold; background: #f0f4f8; }} table {{ border-collapse: collapse; width: 100%; }}
 td, th {{ border-bottom: 1px solid #e4e7eb; padding: .4em; vertical-align: top; text-align: left; }}
 .swatch {{ display: inline-block; width: 1em; height: 1em; border-radius: 2px; }}
 .rep {{ font-size: .9em; color: #3e4c59; }} .note {{ color: #52606d; }} code {{ background: #f0f4f8; }}
@@ -137,7 +133,8 @@ td, th {{ border-bottom: 1px solid #e4e7eb; padding: .4em; vertical-align: top; 
 <p>{rows:,} rows of {store.dim}-d vectors · k = {k} · {model.n_components} PCA components
 ({model.explained_variance:.1%} of the variance) · scaling {escape(model.scaling)} · metric {escape(model.metric)}</p>
 <section id="map"><h2>Map</h2><img alt="map of every row, coloured by cluster" src="data:image/png;base64,{png64}"></section>
-<section id="charts"><h2>Model selection and clusters</h2><div class="charts">{''.join(charts)}</div></section>
+<section id="scores"><h2>Every k scored four ways</h2>{_scores_section(model)}</section>
+<section id="charts"><h2>Clusters and components</h2><div class="charts">{''.join(charts)}</div></section>
 <section id="clusters"><h2>Clusters</h2>{no_texts}
 <table><thead><tr><th>cluster</th><th>size</th><th>mean distance</th><th>outliers</th>
 <th>representative rows (nearest the centroid)</th>{keyword_head}</tr></thead><tbody>{table}</tbody></table></section>
@@ -163,6 +160,34 @@ def _batch_charts(store, model, s: dict, colors: list[str]) -> list[str]:
     return [stacked_bars("Cluster shares over batches", names, series, colors, x_label="batch", y_label="share of rows"),
             lines("Outlier rate over batches", list(range(1, len(groups) + 1)), {"outlier rate": outlier_rate.tolist()},
                   x_label=f"batch ({names[0]} to {names[-1]})", y_label="outlier rate")]
+
+
+SCORES = (("davies_bouldin", "Davies-Bouldin", "lower is better", ".4f"),
+          ("calinski_harabasz", "Calinski-Harabasz", "higher is better", ".1f"),
+          ("silhouette", "silhouette", "higher is better", ".4f"),
+          ("inertia", "inertia", "the elbow is the knee", ".4g"))
+
+
+def _scores_section(model) -> str:
+    """The four scores against k as charts, with the numbers in a table beside them."""
+    from .scores import elbow_index
+
+    scores = model.scores
+    ks = [sc["k"] for sc in scores]
+    charts = [lines(f"{title} against k ({hint})", ks, {title: [sc.get(name) for sc in scores]}, x_label="k",
+                    y_label=title, mark_x=model.k) for name, title, hint, _ in SCORES]
+    head = "".join(f"<th>{escape(title)}</th>" for _, title, _, _ in SCORES)
+    body = "".join(
+        f'<tr{" class=chosen" if sc["k"] == model.k else ""}><td>{sc["k"]}</td>'
+        + "".join(f"<td>{'-' if sc.get(name) is None else format(sc[name], fmt)}</td>" for name, _, _, fmt in SCORES)
+        + "</tr>" for sc in scores)
+    params = model.params
+    elbow = ks[elbow_index(ks, [sc["inertia"] for sc in scores])] if scores else None
+    note = (f"method {escape(str(params.get('method', 'kmeans')))}; k chosen by {escape(str(params.get('select', 'db')))}"
+            f" (bold row); the elbow rule would pick k = {elbow}; silhouette on a uniform sample of "
+            f"{model.extra.get('silhouette_sample', 0):,} rows, the other scores over every row.")
+    return (f'<p class="note">{note}</p><div class="scores"><div class="charts">{"".join(charts)}</div>'
+            f'<table id="score-table"><thead><tr><th>k</th>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def _cluster_row(c: int, cid: int, color: str, s: dict) -> str:

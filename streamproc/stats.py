@@ -181,7 +181,7 @@ def scores_chunk(z: np.ndarray, centroid_sets: list[np.ndarray], mean_sets: list
     nearest = nearest_in_sets(z, centroid_sets)
     out = labelled_scores_chunk(z, [labels for labels, _ in nearest], mean_sets)
     for i, (labels, sq) in enumerate(nearest):
-        out[f"max{i}"] = _label_max(np.sqrt(sq), labels, len(mean_sets[i]))
+        out[f"max{i}"] = label_max(np.sqrt(sq), labels, len(mean_sets[i]))
     return out
 
 
@@ -200,7 +200,7 @@ def labelled_scores_chunk(z: np.ndarray, label_sets: list[np.ndarray], mean_sets
     return out
 
 
-def _label_max(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+def label_max(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """Per-label maximum of ``values`` (0 for a label with no rows)."""
     out = np.zeros(k)
     if len(values):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from html import escape
 
-WIDTH, HEIGHT, PAD = 560, 260, 46
+import numpy as np
+
+WIDTH, HEIGHT, PAD = 560, 260, 58
 
 
 def _frame(title: str, body: str, x_label: str, y_label: str) -> str:
@@ -57,8 +59,15 @@ def lines(title: str, xs: list[float], series: dict[str, list[float | None]], *,
         legend_y = 30 + 14 * list(series).index(name)
         body.append(f'<text x="{WIDTH - 16}" y="{legend_y}" text-anchor="end" fill="{color}">{escape(name)} '
                     f'({y_lo:.3g} to {y_hi:.3g})</text>')
-    for x in (xs[0], xs[-1]):
-        body.append(f'<text x="{sx(x):.1f}" y="{HEIGHT - PAD + 13}" text-anchor="middle">{x:g}</text>')
+    for x in _every(xs, 12):
+        body.append(f'<line x1="{sx(x):.1f}" y1="{HEIGHT - PAD}" x2="{sx(x):.1f}" y2="{HEIGHT - PAD + 4}" stroke="#888"/>'
+                    f'<text x="{sx(x):.1f}" y="{HEIGHT - PAD + 15}" text-anchor="middle">{x:g}</text>')
+    first = [y for y in next(iter(series.values()), []) if y is not None]
+    if len(series) == 1 and first:  # one series: its own y axis, with ticks
+        sy, y_lo, y_hi = _scale(first, HEIGHT - PAD - 6, 34)
+        for y in np.linspace(y_lo, y_hi, 5 if y_hi > y_lo else 1):
+            body.append(f'<line x1="{PAD - 4}" y1="{sy(y):.1f}" x2="{PAD}" y2="{sy(y):.1f}" stroke="#888"/>'
+                        f'<text x="{PAD - 6}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="9">{y:.3g}</text>')
     if mark_x is not None:
         body.append(f'<line x1="{sx(mark_x):.1f}" y1="30" x2="{sx(mark_x):.1f}" y2="{HEIGHT - PAD}" stroke="#999" '
                     f'stroke-dasharray="4 3"/><text x="{sx(mark_x) + 4:.1f}" y="{HEIGHT - PAD - 6}">{mark_x:g}</text>')
@@ -85,3 +94,10 @@ def stacked_bars(title: str, labels: list[str], series: dict[str, list[float]], 
                     f'{escape(labels[i])}</text>')
     body.append(f'<text x="{PAD - 4}" y="34" text-anchor="end">{top:.3g}</text>')
     return _frame(title, "".join(body), x_label, y_label)
+
+
+def _every(xs: list[float], most: int) -> list[float]:
+    """At most ``most`` of the xs, evenly spread, first and last included."""
+    if len(xs) <= most:
+        return list(xs)
+    return [xs[i] for i in sorted(set(np.linspace(0, len(xs) - 1, most).round().astype(int)))]
