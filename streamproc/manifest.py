@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .choices import PROJECTIONS
 from .errors import StoreError, UsageError
 
 MANIFEST_NAME = "manifest.json"
@@ -152,8 +153,8 @@ def validate_manifest(m: Manifest, where: str) -> None:
             if not isinstance(projection, dict) or not is_safe_name(projection.get("array")) \
                     or not str(projection.get("array")).startswith("projection-"):
                 fail(f"model {model_id} projection array must be a safe name starting 'projection-'")
-            if projection.get("method") not in ("umap", "pca"):
-                fail(f"model {model_id} projection method must be umap or pca")
+            if projection.get("method") not in PROJECTIONS:
+                fail(f"model {model_id} projection method must be one of {', '.join(PROJECTIONS)}")
             if count(info.get("projection_watermark", 0), f"model {model_id} projection_watermark") > m.rows:
                 fail(f"model {model_id} projection_watermark is past the {m.rows} rows")
     if m.current_model is not None and m.current_model not in m.models:

@@ -268,6 +268,7 @@ def test_report_and_render_use_the_ids_and_chart_the_batches(cli, store, tmp_pat
     store, _ = store
     cli.json("fit", store, "--k", "8")
     fresh = cli.json("fit", store, "--k", "8", "--no-align", "--activate")  # ids 8..15: not positions
+    cli.json("classify", store)
     cli.json("project", store, "--method", "pca")
     out = cli.json("report", store, "-o", tmp_path / "r.html", schema="report")
     assert sorted(c["label"] for c in out["clusters"]) == fresh["cluster_ids"] == list(range(8, 16))

@@ -167,6 +167,7 @@ def test_report_plots_the_four_scores_with_ticks_and_a_table(cli, tmp_path, rows
 
     store = _store(tmp_path, rows)
     out = cli.json("fit", store, "--k", "2:6", "--method", "agglomerative", "--micro-clusters", "40", schema="fit")
+    cli.json("classify", store)
     cli.json("project", store, "--method", "pca")
     cli.json("report", store, "-o", tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
