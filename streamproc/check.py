@@ -14,8 +14,9 @@ import zarr
 from zarr.core.array import AsyncArray
 
 from .errors import StreamprocError
+from .integrity import read_rows
 from .models import load_model
-from .store import WRITING_MARKER, Store, block_ranges, committed_lengths, read_rows
+from .store import WRITING_MARKER, Store, block_ranges, committed_lengths
 
 
 @dataclass

@@ -18,7 +18,6 @@ from .readers import ReadOptions
 from .report import write_report
 from .synth import Mixture, write_batches
 
-
 DEMO_MARKER = ".streamproc-demo"  # written into every folder the demo makes: only such folders are reused
 DEMO_OUTPUTS = ("store", "inbox", "map.png", "report.html")
 

@@ -21,7 +21,8 @@ import zarr
 from click.testing import CliRunner
 from conftest import run_streamproc, validate
 
-from streamproc import _classify, store as store_module
+from streamproc import _classify
+from streamproc import store as store_module
 from streamproc._fit import FitOptions, fit
 from streamproc._ingest import ingest
 from streamproc.check import check_store
@@ -443,7 +444,7 @@ def test_only_folders_the_store_created_are_removed(base, tmp_path, cli):
     (models / "my-notes").mkdir()
     (models / "my-notes" / "n.txt").write_text("mine")
     host = socket.gethostname()
-    keep = [models / f".staging-m1@{host}@{os.getpid()}", models / f".staging-m2@other-host@1"]
+    keep = [models / f".staging-m1@{host}@{os.getpid()}", models / ".staging-m2@other-host@1"]
     dead = models / f".staging-m3@{host}@999999999"
     unmarked = models / f".staging-m4@{host}@999999998"
     for folder in (*keep, dead, unmarked):
