@@ -65,9 +65,7 @@ def fail(message: str, exit_code: int, as_json: bool):
 
 def os_error_message(exc: OSError) -> str:
     """``PATH: what went wrong`` for a failed system call (ENOSPC, EROFS, EACCES ...)."""
-    where = exc.filename or "a file"
-    what = exc.strerror or str(exc)
-    return f"{where}: {what}; nothing more was committed (the store keeps its last commit)"
+    return f"{exc.filename or 'a file'}: {exc.strerror or exc}"
 
 
 def check_seconds(ctx, param, value: float) -> float:
