@@ -20,6 +20,13 @@ def checksummed(compress: bool = True) -> list:
     return [ZstdCodec(level=0), Crc32cCodec()] if compress else [Crc32cCodec()]
 
 
+def has_checksums(arr: zarr.Array) -> bool:
+    """Written by a streamproc that checksums (and stores) every chunk?"""
+    from zarr.codecs import Crc32cCodec
+
+    return any(isinstance(codec, Crc32cCodec) for codec in arr.metadata.codecs)
+
+
 def resolve_inside(root: Path, name: str) -> Path:
     """``root / name``, refused unless it resolves (symlinks followed) inside ``root``."""
     path = Path(root) / name
@@ -31,10 +38,12 @@ def resolve_inside(root: Path, name: str) -> Path:
 
 def read_rows(folder: Path, arr: zarr.Array, start: int, stop: int) -> np.ndarray:
     """Rows ``[start, stop)`` of a stored array. A chunk file missing there, or one whose checksum or
-    size is wrong, raises :class:`StoreError` naming the array and rows: never fill values."""
+    size is wrong, raises :class:`StoreError` naming the array and rows: never fill values.
+
+    (Arrays written before checksums existed may lack chunks of fill values: those read as before.)"""
     chunk = arr.chunks[0]
     first, last = start // chunk, (stop - 1) // chunk if stop > start else -1
-    for index in range(first, last + 1):
+    for index in range(first, last + 1) if has_checksums(arr) else ():
         if not chunk_path(folder, arr, index).exists():
             raise StoreError(f"{folder}: rows [{index * chunk}, {(index + 1) * chunk}) are missing (chunk file "
                              f"{chunk_path(folder, arr, index).name} deleted?); the store is damaged")
