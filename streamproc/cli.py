@@ -67,12 +67,11 @@ def fail(message: str, exit_code: int, as_json: bool):
 
 def os_error_message(exc: OSError) -> str:
     """``PATH: what went wrong`` for a failed system call (ENOSPC, EROFS, EACCES ...)."""
-    where = exc.filename or "a file"
-    what = exc.strerror or str(exc)
-    return f"{where}: {what}; nothing more was committed (the store keeps its last commit)"
+    return f"{exc.filename or 'a file'}: {exc.strerror or exc}"
 
 
-def _seconds(ctx, param, value: float) -> float:
+def check_seconds(ctx, param, value: float) -> float:
+    """Click callback: a number of seconds must be finite and >= 0 (``--wait nan`` would wait forever)."""
     if value is not None and (math.isnan(value) or value < 0 or math.isinf(value)):
         raise click.BadParameter(f"expected a finite number of seconds >= 0, got {value}")
     return value
@@ -82,7 +81,7 @@ def wait_option(fn=None, *, default: float = 0.0):
     """``--wait SECONDS``: how long to keep trying for a lock another process holds."""
     def decorate(fn):
         return click.option("--wait", type=float, default=default, show_default=True, metavar="SECONDS",
-                            callback=_seconds, help="If another process holds the store's lock, keep trying "
+                            callback=check_seconds, help="If another process holds the store's lock, keep trying "
                                                     "this long before exit 75.")(fn)
 
     return decorate(fn) if fn is not None else decorate

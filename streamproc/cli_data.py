@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ._ingest import DTYPES, ingest
-from .cli import Report, main, reporting, wait_option
+from .cli import Report, check_seconds, main, reporting, wait_option
 from .info import format_info, store_info
 from .readers import ReadOptions
 from .synth import SYNTH_FORMATS, Mixture, write_batches
@@ -51,7 +51,7 @@ def synth(out_dir, rows, dim, clusters, batch_rows, fmt, texts, seed, first_batc
               "[default: about 4 MiB of vectors]")
 @click.option("--drop-nonfinite", is_flag=True, help="Skip rows holding NaN or Inf (and say how many) "
               "instead of failing the file.")
-@click.option("--min-age", type=float, default=0.0, show_default=True, metavar="SECONDS",
+@click.option("--min-age", type=float, default=0.0, show_default=True, metavar="SECONDS", callback=check_seconds,
               help="Skip files modified less than this long ago (still being written into an inbox).")
 @click.option("--no-texts", is_flag=True, help="Allow files without texts into a store that keeps texts "
               "(their rows are stored as having none).")
@@ -113,7 +113,7 @@ def _batch_lines(report, dropped_what: str) -> str:
               help="Storage dtype, fixed by the first ingest or embed.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), help="Rows per chunk, fixed by the first ingest "
               "[default: about 4 MiB of vectors]")
-@click.option("--min-age", type=float, default=0.0, show_default=True, metavar="SECONDS",
+@click.option("--min-age", type=float, default=0.0, show_default=True, metavar="SECONDS", callback=check_seconds,
               help="Skip files modified less than this long ago (still being written into an inbox).")
 @wait_option
 @reporting

@@ -33,7 +33,7 @@ def _open(path: str, modified_ns: int) -> zarr.Array:
 
 
 def _read(path: str, start: int, stop: int) -> np.ndarray:
-    from .store import read_rows
+    from .integrity import read_rows
 
     arr = _open(path, (Path(path) / "zarr.json").stat().st_mtime_ns)
     if arr.shape[0] < stop:

@@ -39,6 +39,7 @@ from zarr.core.array import AsyncArray
 
 from ._lock import StoreLock
 from .errors import StoreError
+from .integrity import checksummed, chunk_path, read_rows, resolve_inside
 from .manifest import MANIFEST_NAME, Manifest, fsync_dir, is_safe_name, read_manifest, write_manifest
 
 WRITING_MARKER = ".writing"
@@ -78,58 +79,6 @@ def committed_lengths(manifest: Manifest) -> dict[str, int]:
 
 
 LABEL_ARRAYS = ("labels", "distance", "confidence", "outlier")
-
-zarr.config.set({"array.write_empty_chunks": True})  # every chunk of committed rows exists on disk
-
-
-def checksummed(compress: bool = True) -> list:
-    """Bytes-to-bytes codecs of a store array: (zstd and) a crc32c checksum of every chunk."""
-    from zarr.codecs import Crc32cCodec, ZstdCodec
-
-    return [ZstdCodec(level=0), Crc32cCodec()] if compress else [Crc32cCodec()]
-
-
-def resolve_inside(root: Path, name: str) -> Path:
-    """``root / name``, refused unless it resolves (symlinks followed) inside ``root``."""
-    path = Path(root) / name
-    real, real_root = path.resolve(), Path(root).resolve()
-    if real != real_root and real_root not in real.parents:
-        raise StoreError(f"{path}: resolves outside the store (to {real}); refusing to use it")
-    return path
-
-
-def read_rows(folder: Path, arr: zarr.Array, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` of a stored array. A chunk file missing there, or one whose checksum or
-    size is wrong, raises :class:`StoreError` naming the array and rows: never fill values."""
-    chunk = arr.chunks[0]
-    for index in range(start // chunk, (max(stop, start + 1) - 1) // chunk + 1):
-        if stop > start and not chunk_path(folder, arr, index).exists():
-            a = index * chunk
-            raise StoreError(f"{folder}: rows [{a}, {a + chunk}) are missing (chunk file "
-                             f"{chunk_path(folder, arr, index).name} deleted?); the store is damaged")
-    try:
-        block = arr[start:stop]
-    except (ValueError, TypeError, RuntimeError) as exc:
-        a, b = _first_bad_chunk(arr, start, stop)
-        raise StoreError(f"{folder}: rows [{a}, {b}) are damaged ({str(exc).splitlines()[0][:120]})") from None
-    if len(block) != stop - start:
-        raise StoreError(f"{folder}: rows [{start}, {stop}) are not all stored; the store is damaged")
-    return block
-
-
-def _first_bad_chunk(arr: zarr.Array, start: int, stop: int) -> tuple[int, int]:
-    """The rows of the first chunk in ``[start, stop)`` that does not decode (to name it in the error)."""
-    chunk = arr.chunks[0]
-    for a in range(start - start % chunk, stop, chunk):
-        try:
-            arr[a:min(a + chunk, arr.shape[0])]
-        except (ValueError, TypeError, RuntimeError):
-            return a, a + chunk
-    return start, stop
-
-
-def chunk_path(folder: Path, arr: zarr.Array, index: int) -> Path:
-    return Path(folder) / arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
 
 
 class Store:

@@ -630,3 +630,20 @@ def test_dead_export_temp_files_are_cleaned_by_the_next_export(base, tmp_path, c
     other.write_text("not ours")
     cli.json("export", store, "-o", tmp_path / "labels.csv")
     assert not stale.exists() and other.exists()
+
+
+def test_arrays_written_before_checksums_read_as_before(tmp_path):
+    """Stores of earlier versions (no crc32c, chunks of fill values never written) stay readable;
+    the same damage to a checksummed array is an error."""
+    from streamproc.errors import StoreError
+    from streamproc.integrity import checksummed, read_rows
+
+    legacy = zarr.create_array(tmp_path / "legacy", shape=(20,), chunks=(5,), dtype="int32")
+    current = zarr.create_array(tmp_path / "current", shape=(20,), chunks=(5,), dtype="int32",
+                                compressors=checksummed())
+    for arr, name in ((legacy, "legacy"), (current, "current")):
+        arr[:] = np.arange(20)
+        (tmp_path / name / "c" / "1").unlink()
+    assert read_rows(tmp_path / "legacy", legacy, 0, 20).tolist() == [*range(5), *[0] * 5, *range(10, 20)]
+    with pytest.raises(StoreError, match=r"rows \[5, 10\) are missing"):
+        read_rows(tmp_path / "current", current, 0, 20)

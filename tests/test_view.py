@@ -77,7 +77,7 @@ def test_project_is_incremental_and_switches_method(cli, store, tmp_path):
     umap_run = cli.json("project", store, "--method", "umap", "--sample", "3000", schema="project")
     assert umap_run["projected"] == 12_000 and umap_run["method"] == "umap"
     np.save(tmp_path / "more.npy", MIX.batch(50, 2000)[0])
-    cli.json("ingest", store, tmp_path / "more.npy")
+    cli.json("ingest", store, tmp_path / "more.npy", "--no-ids", "--no-texts")
     again = cli.json("project", store)
     assert again["projected"] == 2000 and again["method"] == "umap" and again["watermark"] == 14_000
 
