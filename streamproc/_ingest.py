@@ -70,8 +70,10 @@ def file_sha256(path: Path) -> str:
 
 def ingest(
     store_path: str | os.PathLike,
-    paths: list[str | os.PathLike],
+    data,
     *,
+    ids=None,
+    texts=None,
     read_options: ReadOptions = ReadOptions(),
     dtype: str = "float32",
     chunk_rows: int | None = None,
@@ -80,14 +82,58 @@ def ingest(
     wait: float = 0.0,
     allow_missing: tuple[str, ...] = (),
 ) -> IngestReport:
-    """Ingest every file of ``paths`` into the store at ``store_path`` (created on first use).
+    """Add ``data`` to the store at ``store_path`` (created on first use).
 
-    ``allow_missing`` ("ids", "texts"): columns a file may lack although the store keeps them
+    ``data`` is a path or a list of paths (each file one batch; a folder's known files), or a numpy
+    array, a pandas DataFrame or a pyarrow Table (one batch). ``ids`` and ``texts``: for files and
+    tables the name of a column, for arrays one value per row. Every batch is committed atomically and
+    at most once: the same content again is reported as a duplicate.
+    ``allow_missing`` ("ids", "texts"): columns a batch may lack although the store keeps them
     (``--no-ids``/``--no-texts``); its rows are then recorded as missing those values."""
+    from .memory import is_array, is_table
+
+    if is_table(data) or is_array(data) and not isinstance(data, str | os.PathLike):
+        return _ingest_memory(store_path, data, ids=ids, texts=texts, read_options=read_options, dtype=dtype,
+                              chunk_rows=chunk_rows, drop_nonfinite=drop_nonfinite, wait=wait,
+                              allow_missing=allow_missing)
+    for name, value in (("ids", ids), ("texts", texts)):
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{name}= with files names a column; one value per row only goes with an array")
+    read_options = replace(read_options, id_column=ids or read_options.id_column,
+                           text_column=texts or read_options.text_column)
+    paths = [data] if isinstance(data, str | os.PathLike) else list(data)
     options_key = read_options.key() + (";drop_nonfinite" if drop_nonfinite else "")
     return ingest_files(store_path, paths, lambda path: read_slices(path, read_options), options_key,
                         formats=FORMATS, dtype=dtype, chunk_rows=chunk_rows, drop_nonfinite=drop_nonfinite,
                         min_age=min_age, wait=wait, allow_missing=allow_missing)
+
+
+def _ingest_memory(store_path, data, *, ids, texts, read_options: ReadOptions, wait: float, **kw) -> IngestReport:
+    """One in-memory batch, committed as a file's would be (identity: the SHA-256 of its values)."""
+    from .memory import memory_batch
+
+    check_staging_options(kw["dtype"], kw["chunk_rows"])
+    batch = memory_batch(data, ids=ids, texts=texts, options=read_options)
+    options_key = "memory;" + read_options.key() + (";drop_nonfinite" if kw["drop_nonfinite"] else "")
+    with open_writer(Path(store_path), wait=wait, create=True) as writer:
+        duplicate = writer.manifest and _duplicate_of(writer.manifest, batch.sha256, options_key)
+        if duplicate:
+            result = BatchResult(batch.name, "duplicate", id=duplicate.id, rows=duplicate.rows)
+        else:
+            result = _stage_and_commit(writer, Path(batch.name), iter(batch.slices), source=batch.name,
+                                       sha=lambda: batch.sha256, size=batch.nbytes, mtime_ns=0,
+                                       options_key=options_key, **kw)
+        rows = writer.manifest.rows if writer.manifest else 0
+        if writer.manifest is None:
+            _remove_uncommitted_arrays(writer)
+    return IngestReport(rows=rows, batches=[result])
+
+
+def check_staging_options(dtype: str, chunk_rows: int | None) -> None:
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if chunk_rows is not None and chunk_rows < 1:
+        raise UsageError(f"--chunk-rows must be at least 1, got {chunk_rows}")
 
 
 def ingest_files(
@@ -108,10 +154,7 @@ def ingest_files(
     """The commit loop shared by ``ingest`` and ``embed``: each file of ``paths`` becomes one batch,
     its rows read by ``read(path)``; ``options_key`` (the options that change the rows) is part of
     a batch's identity. ``check(writer)`` may refuse the store once it is locked."""
-    if dtype not in DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if chunk_rows is not None and chunk_rows < 1:
-        raise UsageError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    check_staging_options(dtype, chunk_rows)
     files, skipped = expand_paths(paths, formats)
     for path in skipped:
         progress.warn(f"{path}: skipped, not one of {', '.join(formats)}")
@@ -160,7 +203,6 @@ def _ingest_file(writer: StoreWriter, path: Path, read: Callable[[Path], Iterato
                 return BatchResult(str(path), "duplicate", id=b.id, rows=b.rows)
     if kw["min_age"] and time.time() - stat.st_mtime < kw["min_age"]:
         return BatchResult(str(path), "skipped", error=None)
-    before = writer.manifest
     with ThreadPoolExecutor(1) as hasher:  # hashing runs beside the staging (hashlib releases the GIL)
         sha_future = hasher.submit(file_sha256, path)
         if manifest is not None and any(b.options == options_key and b.size == stat.st_size for b in manifest.batches):
@@ -168,24 +210,31 @@ def _ingest_file(writer: StoreWriter, path: Path, read: Callable[[Path], Iterato
             duplicate = _duplicate_of(manifest, sha, options_key)
             if duplicate:
                 return BatchResult(str(path), "duplicate", id=duplicate.id, rows=duplicate.rows)
-        try:
-            rows, dropped, missing = _stage_file(writer, path, read(path), dtype=kw["dtype"],
-                                                 chunk_rows=kw["chunk_rows"], drop_nonfinite=kw["drop_nonfinite"],
-                                                 allow_missing=kw["allow_missing"])
-        except InputError as exc:
-            writer.abort()
-            writer.manifest = before
-            return BatchResult(str(path), "failed", error=str(exc))
-        sha = sha_future.result()
+        return _stage_and_commit(writer, path, read(path), source=source, sha=sha_future.result, size=stat.st_size,
+                                 mtime_ns=stat.st_mtime_ns, options_key=options_key, dtype=kw["dtype"],
+                                 chunk_rows=kw["chunk_rows"], drop_nonfinite=kw["drop_nonfinite"],
+                                 allow_missing=kw["allow_missing"])
+
+
+def _stage_and_commit(writer: StoreWriter, where: Path, pieces: Iterator[Slice], *, source: str,
+                      sha: Callable[[], str], size: int, mtime_ns: int, options_key: str, **kw) -> BatchResult:
+    """Stage one batch's rows past the committed end and commit it; on bad input nothing is committed."""
+    before = writer.manifest
+    try:
+        rows, dropped, missing = _stage_file(writer, where, pieces, **kw)
+    except InputError as exc:
+        writer.abort()
+        writer.manifest = before
+        return BatchResult(str(where), "failed", error=str(exc))
     manifest = writer.manifest
-    batch = Batch(id=manifest.next_batch_id(), source=source, sha256=sha, start=manifest.rows,
-                  stop=manifest.rows + rows, ingested_at=utc_now(), size=stat.st_size,
-                  mtime_ns=stat.st_mtime_ns, options=options_key, missing=sorted(missing))
+    batch = Batch(id=manifest.next_batch_id(), source=source, sha256=sha(), start=manifest.rows,
+                  stop=manifest.rows + rows, ingested_at=utc_now(), size=size, mtime_ns=mtime_ns,
+                  options=options_key, missing=sorted(missing))
     earlier = [replace(b, missing=sorted(set(b.missing) | writer.new_columns)) for b in manifest.batches]
     writer.commit(replace(manifest, rows=batch.stop, batches=[*earlier, batch],
                           columns=sorted(set(manifest.columns) | writer.new_columns)))
     writer.new_columns = set()
-    return BatchResult(str(path), "committed", id=batch.id, rows=rows, dropped=dropped)
+    return BatchResult(str(where), "committed", id=batch.id, rows=rows, dropped=dropped)
 
 
 def _duplicate_of(manifest, sha: str, options_key: str) -> Batch | None:

@@ -167,18 +167,23 @@ def _read_npz(path: Path, options: ReadOptions) -> Iterator[Slice]:
 
 # ---- .parquet ---------------------------------------------------------------------------------
 def _read_parquet(path: Path, options: ReadOptions) -> Iterator[Slice]:
+    return read_parquet_stream(path, options, where=path)
+
+
+def read_parquet_stream(source, options: ReadOptions, *, where: Path) -> Iterator[Slice]:
+    """Slices of a Parquet file or stream (``where`` names it in messages)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a readable .parquet ({exc})") from None
+        raise InputError(f"{where}: not a readable .parquet ({exc})") from None
     schema = pf.schema_arrow
     for option, name in (("--id-column", options.id_column), ("--text-column", options.text_column),
                          ("--vector-column", options.vector_column)):
         if name and name not in schema.names:
-            raise InputError(f"{path}: no column {name!r} for {option}; columns: {', '.join(schema.names)}")
+            raise InputError(f"{where}: no column {name!r} for {option}; columns: {', '.join(schema.names)}")
     side = {options.id_column, options.text_column}
     if not options.vector_column:
         numeric = [f.name for f in schema if f.name not in side and _is_numeric(f.type)]
@@ -189,25 +194,25 @@ def _read_parquet(path: Path, options: ReadOptions) -> Iterator[Slice]:
         vector_columns = [options.vector_column]
         kind = schema.field(options.vector_column).type
         if not _is_list(kind):
-            raise InputError(f"{path}: column {options.vector_column!r} is {kind}, expected a list of numbers")
+            raise InputError(f"{where}: column {options.vector_column!r} is {kind}, expected a list of numbers")
     else:
         vector_columns = [f.name for f in schema if f.name not in side and _is_numeric(f.type)]
         if not vector_columns:
-            raise InputError(f"{path}: no numeric columns to use as vectors (or name a list column with --vector-column)")
+            raise InputError(f"{where}: no numeric columns to use as vectors (or name a list column with --vector-column)")
     if pf.metadata.num_rows == 0:
-        raise InputError(f"{path}: empty file (0 rows)")
+        raise InputError(f"{where}: empty file (0 rows)")
     wanted = vector_columns + [c for c in (options.id_column, options.text_column) if c]
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=rows_per_slice(len(vector_columns) * 4 * 64), columns=wanted):
             if options.vector_column:
-                vectors = _list_column(batch.column(options.vector_column), path, row)
+                vectors = _list_column(batch.column(options.vector_column), where, row)
             else:
-                vectors = _numeric_columns(batch, vector_columns, path, row)
-            yield Slice(row, vectors, **_side_columns(batch, options, path, row))
+                vectors = _numeric_columns(batch, vector_columns, where, row)
+            yield Slice(row, vectors, **_side_columns(batch, options, where, row))
             row += batch.num_rows
     except pa.ArrowException as exc:
-        raise InputError(f"{path}: unreadable .parquet near row {row} ({exc})") from None
+        raise InputError(f"{where}: unreadable .parquet near row {row} ({exc})") from None
 
 
 def _is_list(kind) -> bool:
