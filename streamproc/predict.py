@@ -3,7 +3,7 @@
 
 Labels, distances, confidences, outlier flags and probabilities come from the model's one labelling
 path (:meth:`Model.label` and :meth:`Model.predict_proba`), so they equal what ``classify`` stores
-for the same vector. A query is placed on the map as ``project`` places rows; its neighbours are the
+for the same vector. A query is placed on the map as ``project`` places rows (``Projection.place``); its neighbours are the
 stored rows nearest that map position (the server asks its spatial index, the command line scans
 the stored positions block by block).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import encoders
-from ._project import load_projection, projection_path
+from ._project import Projection, load_projection, projection_path
 from .errors import InputError, UsageError
 from .model import Model
 from .store import Store
@@ -48,11 +48,14 @@ def check_vectors(vectors, dim: int, where: str = "vectors") -> np.ndarray:
 
 
 def predict_vectors(store: Store, model: Model, vectors: np.ndarray, *, near: NearFn | None = None,
-                    neighbours: int = NEIGHBOURS, outlier_quantile: float = 0.99) -> dict:
-    """The ``/api/predict`` answer for checked vectors (see :func:`check_vectors`)."""
+                    projection: Projection | None = None, neighbours: int = NEIGHBOURS,
+                    outlier_quantile: float = 0.99) -> dict:
+    """The ``/api/predict`` answer for checked vectors (see :func:`check_vectors`). ``projection``: the
+    model's map, when the caller keeps it loaded (its placement index is built on first use)."""
     labelled = model.label(vectors, outlier_quantile=outlier_quantile)
     proba = model.predict_proba(vectors)
-    xy = place_on_map(store, model, vectors)
+    projection = projection or load_projection(store, model.id)
+    xy = None if projection is None else projection.place(model.transform(vectors))
     if xy is not None and near is None and neighbours:
         near = scan_near(store, model)
     predictions = []
@@ -66,12 +69,6 @@ def predict_vectors(store: Store, model: Model, vectors: np.ndarray, *, near: Ne
                 item["neighbours"] = [int(r) for r in near(item["x"], item["y"], neighbours)[0]]
         predictions.append(item)
     return {"model": model.id, "classes": [int(c) for c in model.classes_], "predictions": predictions}
-
-
-def place_on_map(store: Store, model: Model, vectors: np.ndarray) -> np.ndarray | None:
-    """Map positions of the vectors, as ``project`` places rows; None when the model has no map."""
-    projection = load_projection(store, model.id)
-    return None if projection is None else projection.place(model.transform(vectors))
 
 
 def scan_near(store: Store, model: Model) -> NearFn:

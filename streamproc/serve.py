@@ -28,6 +28,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import predict as predicting
+from ._project import Projection, load_projection
 from .errors import InputError, ModelError, StreamprocError, UsageError
 from .model import Model
 from .models import load_model, resolve_model_id
@@ -61,6 +62,7 @@ class Explorer:
         self._tile_bytes = 0
         self._clusters: dict[tuple, dict] = {}
         self._encoder = None
+        self._projection: tuple[tuple | None, Projection | None] = (None, None)
 
     # ---- snapshots -------------------------------------------------------------------------
     def store(self) -> Store:
@@ -147,6 +149,14 @@ class Explorer:
                                    for name, n in zip(layout["batch_names"], layout["per_batch"][c]) if n]
             clusters.append(item)
         return {"model": model.id, "k": model.k, "rows": rows, "clusters": clusters}
+
+    def projection(self, store: Store, model: Model) -> Projection | None:
+        """The model's committed map, kept loaded (a UMAP map's placement index is built once)."""
+        meta = store.manifest.models[model.id].get("projection")
+        key = (model.id, meta["array"]) if meta else None
+        if self._projection[0] != key:
+            self._projection = (key, load_projection(store, model.id) if key else None)
+        return self._projection[1]
 
     def encoder(self, store: Store):
         if self._encoder is None:
@@ -337,6 +347,7 @@ def create_app(explorer: Explorer) -> Starlette:
             vectors = predicting.check_vectors(body["vectors"], model.dim)
         index = explorer.index(store, model)
         return predicting.predict_vectors(store, model, vectors, near=index.near if index is not None else None,
+                                          projection=explorer.projection(store, model),
                                           neighbours=body.get("neighbours", predicting.NEIGHBOURS))
 
     async def on_http_error(request: Request, exc: HTTPException):

@@ -15,7 +15,8 @@ elsewhere, so the server never needs the store's lock):
   is a slice of it instead of millions of points.
 
 A tile is the per-category counts of its 256 x 256 pixels, shaded by datashader (log scale over the
-zoom level's highest pixel count, so neighbouring tiles agree) to a transparent PNG.
+zoom level's highest pixel count, and points spread to 3 x 3 pixels on sparse zooms: decided per zoom,
+not per tile, so neighbouring tiles agree) to a transparent PNG.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ PYRAMID_ZOOM = 2
 MAX_ZOOM = 18
 BLOCK_ROWS = 1_000_000
 OUTLIER_COLORS = ["#9aa5b1", "#e0301e"]
+SPARSE_PEAK = 8  # a zoom whose densest pixel holds at most this many points draws each point 3 x 3 pixels
 
 
 def spread_bits(v: np.ndarray) -> np.ndarray:
@@ -151,7 +153,8 @@ class TileIndex:
             return empty_png()
         image = tf.shade(agg, color_key=layer.colors, how="log", span=(0, self.max_count(color, z)),
                          min_alpha=110)
-        image = tf.dynspread(image, threshold=0.5, max_px=2)
+        if self.max_count(color, z) <= SPARSE_PEAK:  # sparse at this zoom: points grow to 3 x 3 pixels on every tile
+            image = tf.spread(image, px=1)
         buffer = io.BytesIO()
         image.to_pil().save(buffer, format="PNG", compress_level=1)
         return buffer.getvalue()

@@ -289,8 +289,8 @@ def test_predict_csv_and_parquet_vectors(served, tmp_path):
 
 
 def test_texts_are_embedded_with_the_stores_encoder(tmp_path):
-    """A store embedded from texts (the real all-MiniLM-L6-v2): a stored text, asked again on the command
-    line or over HTTP, gets the label classify stored for it."""
+    """A store embedded from texts (the real all-MiniLM-L6-v2), mapped by UMAP: a stored text, asked again on
+    the command line or over HTTP, gets the label classify stored for it and lands where project put it."""
     import pandas as pd
 
     texts = pd.read_csv(ROOT / "examples" / "texts" / "texts.csv")
@@ -298,13 +298,15 @@ def test_texts_are_embedded_with_the_stores_encoder(tmp_path):
     run_streamproc("embed", store, ROOT / "examples" / "texts" / "texts.csv", "--text-column", "text", "--id-column", "id")
     run_streamproc("fit", store, "--k", "6", "--metric", "cosine")
     run_streamproc("classify", store)
-    run_streamproc("project", store, "--method", "pca")
+    run_streamproc("project", store, "--method", "umap", "--sample", "200")
     rows = [0, 100, 200]
     expected = stored(store, "labels", rows).tolist()
     asked = texts["text"].iloc[rows].tolist()
     cli = json.loads(run_streamproc("predict", store, *[a for t in asked for a in ("--text", t)], "--json").stdout)
     assert [p["label"] for p in validate(cli, "predict")["predictions"]] == expected
     assert [p["neighbours"][0] for p in cli["predictions"]] == rows  # the text lands on its own row
+    # where project placed it (the encoder's output differs in the last digits with the batch it is in)
+    assert np.allclose([[p["x"], p["y"]] for p in cli["predictions"]], positions(store)[rows], atol=1e-2)
     texts.iloc[rows][["text"]].to_csv(tmp_path / "q.csv", index=False)
     from_file = json.loads(run_streamproc("predict", store, "--texts-file", tmp_path / "q.csv", "--json").stdout)
     assert from_file == cli
@@ -312,8 +314,12 @@ def test_texts_are_embedded_with_the_stores_encoder(tmp_path):
         assert http("GET", base + "/api/info")[1]["texts"] is True
         status, api, _ = http("POST", base + "/api/predict", {"texts": asked})
         assert status == 200 and [p["label"] for p in api["predictions"]] == expected
+        assert np.allclose([[p["x"], p["y"]] for p in api["predictions"]], positions(store)[rows], atol=1e-2)
+        assert http("POST", base + "/api/predict", {"texts": asked})[1] == api  # the kept UMAP placement: same answer
         assert np.allclose([p["probabilities"] for p in api["predictions"]],
                            [p["probabilities"] for p in cli["predictions"]], atol=1e-5)
+        assert np.allclose([[p["x"], p["y"]] for p in api["predictions"]], [[p["x"], p["y"]] for p in cli["predictions"]],
+                           atol=1e-5)
         status, answer, _ = http("POST", base + "/api/predict", {"texts": ["fine", "  "]})
         assert status == 422 and "text 1 is empty" in answer["error"]
 
