@@ -165,10 +165,10 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     vector_ranges = block_ranges(store.rows, rows_per_block(store.manifest.chunk_rows,
                                                             store.dim * np.dtype(store.manifest.dtype).itemsize,
                                                             options.block_bytes))
-    basis = _projection_basis(store, options)
+    basis, decided = _projection_basis(store, options)
     pca, sample, projected_path = _pca_pass(store, options, runner, vector_ranges, basis, staging)
     draft = _draft_model(pca, options, model_id, store)
-    one_read = _one_read_check(pca, basis)
+    one_read = _one_read_check(pca, basis, decided)
     sample_z = draft.transform(sample)
     centroid_sets = kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
                                               restarts=options.restarts)
@@ -197,21 +197,38 @@ ONE_READ_MAX_ANGLE = 0.1  # degrees: largest principal angle between the project
 ONE_READ_MAX_VARIANCE_GAP = 0.001  # explained variance ratio the projection may lose
 ONE_READ_MARGIN = 0.5  # the projection keeps this many times more components than the sample says are needed
 ONE_READ_GUESS_ROWS = 4  # x --sample rows, in whole chunks, estimate the subspace to project onto
+ONE_READ_PREDICT = 4  # skip the projection when halves of those rows disagree by more than this x the limit
 
 
-def _projection_basis(store: Store, options: FitOptions) -> np.ndarray | None:
+def _projection_basis(store: Store, options: FitOptions) -> tuple[np.ndarray | None, dict]:
     """The subspace pass 1 projects every row onto, estimated from whole chunks drawn at random
-    (about ``ONE_READ_GUESS_ROWS x --sample`` rows); None when the fit reads the vectors twice
-    (``--two-reads``, the incremental solver, or a basis too wide to save much over the vectors)."""
+    (about ``ONE_READ_GUESS_ROWS x --sample`` rows), and what was decided. No basis (two reads) when
+    asked for (``--two-reads``), with the incremental solver, when the basis would be too wide to
+    save much over the vectors, or when the chunks predict it will miss the limit: the basis from
+    one half of them against the components of the other half is more than ``ONE_READ_PREDICT x``
+    the limit off (with nearly flat spectra at the cut it is degrees off; then writing the
+    projection would be wasted)."""
     if not options.one_read or options.solver != "covariance":
-        return None
+        return None, {"used": False, "reason": "two reads asked for"}
     chunk = store.manifest.chunk_rows
     chunks = -(-store.rows // chunk)
     wanted = min(chunks, -(-ONE_READ_GUESS_ROWS * options.sample // chunk))
-    picked = np.sort(np.random.default_rng(options.seed).choice(chunks, wanted, replace=False))
-    rows = np.concatenate([store.read("vectors", i * chunk, min(store.rows, (i + 1) * chunk)) for i in picked])
-    basis = leading_basis(rows, options.variance, options.n_components, ONE_READ_MARGIN)
-    return basis.astype(np.float32) if basis.shape[1] <= 0.75 * store.dim else None
+    picked = np.random.default_rng(options.seed).permutation(chunks)[:wanted]
+    rows = [store.read("vectors", i * chunk, min(store.rows, (i + 1) * chunk)) for i in picked]
+    basis = leading_basis(np.concatenate(rows), options.variance, options.n_components, ONE_READ_MARGIN)
+    if basis.shape[1] > 0.75 * store.dim:
+        return None, {"used": False, "reason": f"a basis of {basis.shape[1]} of {store.dim} dimensions saves little"}
+    if wanted < chunks:  # (the whole store was read: the basis is exact up to rounding)
+        half = len(rows) // 2
+        one = leading_basis(np.concatenate(rows[:half]), options.variance, options.n_components, ONE_READ_MARGIN)
+        other = leading_basis(np.concatenate(rows[half:]), options.variance, options.n_components, 0.0)
+        predicted = float(np.degrees(np.arccos(np.clip(np.linalg.svd(one.T @ other, compute_uv=False).min(), -1, 1))))
+        if predicted > ONE_READ_PREDICT * ONE_READ_MAX_ANGLE:
+            reason = (f"the sampled subspace is unstable (halves of the {sum(map(len, rows)):,} sampled rows "
+                      f"disagree by {predicted:.3g} degrees; limit {ONE_READ_MAX_ANGLE})")
+            progress.message(f"fit: {reason}: the vectors are read twice")
+            return None, {"used": False, "predicted_angle_degrees": round(predicted, 5), "reason": reason}
+    return basis.astype(np.float32), {"used": True}
 
 
 def _pca_pass(store: Store, options: FitOptions, runner: Runner, vector_ranges, basis,
@@ -241,11 +258,11 @@ def _pca_pass(store: Store, options: FitOptions, runner: Runner, vector_ranges, 
     return pca, stats.sample_finalize(total).astype(np.float32), projected_path
 
 
-def _one_read_check(pca: StreamingPCA, basis: np.ndarray | None) -> dict:
+def _one_read_check(pca: StreamingPCA, basis: np.ndarray | None, decided: dict) -> dict:
     """Is the projection close enough to exact PCA to reduce the rows from it? Measured against the
     exact covariance of pass 1; when it is not, the fit says so and reads the vectors again."""
     if basis is None:
-        return {"used": False, "reason": "two reads asked for, or no narrow basis for these data"}
+        return decided
     angle, gap = projection_error(pca.components_, pca.covariance_, basis.astype(np.float64))
     used = angle <= ONE_READ_MAX_ANGLE and gap <= ONE_READ_MAX_VARIANCE_GAP
     check = {"used": used, "basis": int(basis.shape[1]), "max_angle_degrees": round(angle, 5),
