@@ -109,6 +109,9 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
     sample_z = stats.sample_finalize(total).astype(np.float32)
     if len(sample_z) < 16:
         raise UsageError(f"--method umap needs at least 16 rows to fit on, the model has {len(sample_z)}")
+    if not numba_cache_warm():
+        progress.message("first UMAP run on this installation: numba compiles UMAP's functions once "
+                         "(about 2 minutes more; later runs reuse the compiled code)")
     progress.message(f"fitting UMAP on {len(sample_z):,} sample rows ...")
     import warnings
 
@@ -119,6 +122,20 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
         reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed,
                             metric="cosine" if model.metric == "cosine" else "euclidean").fit(sample_z)
     return Projection("umap", sample_z, reducer.embedding_.astype(np.float32), seed)
+
+
+def numba_cache_warm() -> bool:
+    """True when numba has cached compiled code of umap-learn / pynndescent already (``*.nbi`` index
+    files in their ``__pycache__``, or under ``NUMBA_CACHE_DIR``): the first run compiles them."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    folders = [Path(os.environ["NUMBA_CACHE_DIR"])] if os.environ.get("NUMBA_CACHE_DIR") else []
+    for name in ("umap", "pynndescent"):
+        spec = find_spec(name)
+        if spec and spec.origin:
+            folders.append(Path(spec.origin).parent / "__pycache__")
+    return any(next(folder.rglob("*.nbi"), None) for folder in folders if folder.is_dir())
 
 
 def load_projection(store: Store, model_id: str) -> Projection | None:
