@@ -8,6 +8,9 @@ the table gives its wall time and the peak RSS of its process tree. Runs for mos
 
     python benchmarks/bench_scale.py [--rows 10000000] [--dtype float32|float16] [--batch-rows 500000]
 
+Beside wall time and peak RSS, each step's bytes read (all read calls, and those from the disk) come
+from the step's /proc/self/io.
+
 Each step's result is also appended as a JSON line to ``benchmarks/.data/scale-<rows>-<dtype>.jsonl``.
 """
 
@@ -25,43 +28,52 @@ from _common import DATA, ROOT, commit, gib, run
 
 KS = "8,12,16,20,24,32"
 
-INGEST = """
+# every step reports the bytes its process read: all read() calls (rchar, page cache included) and
+# those that reached the disk (read_bytes), from /proc/self/io at its end
+IO = """
+def io_read():
+    fields = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())
+    return {"rchar": int(fields["rchar"]), "read_bytes": int(fields["read_bytes"])}
+"""
+
+INGEST = IO + """
 import json, sys
 from pathlib import Path
 from streamproc._ingest import ingest
 r = ingest(sys.argv[1], [Path(sys.argv[2])], dtype=sys.argv[3])
 if r.failed:
     raise SystemExit(r.batches[0].error)
-print(json.dumps({"rows": r.batches[0].rows}))
+print(json.dumps({"rows": r.batches[0].rows, **io_read()}))
 """
 
-FIT = """
+FIT = IO + """
 import json, sys
 from streamproc._fit import FitOptions, fit
 from streamproc.kmeans import parse_k_range
 r = fit(sys.argv[1], FitOptions(ks=parse_k_range(sys.argv[2])), activate=True)
-print(json.dumps({"model": r.model.id, "k": r.model.k, "components": r.model.n_components, "seconds": r.seconds}))
+print(json.dumps({"model": r.model.id, "k": r.model.k, "components": r.model.n_components, "seconds": r.seconds,
+                  "vector_reads": r.passes["vector_reads"], "epochs": r.passes["epochs"], **io_read()}))
 """
 
-CLASSIFY = """
+CLASSIFY = IO + """
 import json, sys
 from streamproc._classify import classify
 r = classify(sys.argv[1])
-print(json.dumps({"labelled": r.labelled}))
+print(json.dumps({"labelled": r.labelled, **io_read()}))
 """
 
-PROJECT = """
+PROJECT = IO + """
 import json, sys
 from streamproc._project import project
 r = project(sys.argv[1], method="umap", sample=50_000)
-print(json.dumps(r.to_dict()))
+print(json.dumps({**r.to_dict(), **io_read()}))
 """
 
-RENDER = """
+RENDER = IO + """
 import json, sys
 from streamproc._render import render
 r = render(sys.argv[1], sys.argv[2], width=1200, height=1200)
-print(json.dumps({"rows": r["rows"]}))
+print(json.dumps({"rows": r["rows"], **io_read()}))
 """
 
 
@@ -73,6 +85,10 @@ def generate(path, mixture, index: int, rows: int) -> None:
         out[start:start + len(x)] = x
     out.flush()
     del out
+
+
+def _gb(r: dict, key: str) -> str:
+    return f"{r[key] / 1e9:.1f} GB" if key in r else "-"
 
 
 def main():
@@ -103,13 +119,15 @@ def main():
         with open(log, "a") as f:
             f.write(json.dumps({"step": step, **r}) + "\n")
         status = f"failed: {r['error']}" if "error" in r else ""
-        print(f"  {step:9} wall {r['wall']:8.1f} s  peak RSS {gib(r['peak_rss'])}  {status}", flush=True)
+        print(f"  {step:9} wall {r['wall']:8.1f} s  peak RSS {gib(r['peak_rss'])}  read {_gb(r, 'rchar')} "
+              f"(disk {_gb(r, 'read_bytes')}) {status}", flush=True)
         if "error" in r:
             raise SystemExit(1)
 
     mixture = Mixture(dim=args.dim, clusters=20, seed=0)
     ingest_wall = generate_wall = 0.0
     ingest_peak = 0
+    ingest_read = {"rchar": 0, "read_bytes": 0}
     for i, start in enumerate(range(0, args.rows, args.batch_rows)):
         path = inbox / f"batch-{i:05d}.npy"
         began = time.perf_counter()
@@ -121,10 +139,11 @@ def main():
             record("ingest", r)
         ingest_wall += r["wall"]
         ingest_peak = max(ingest_peak, r["peak_rss"])
+        ingest_read = {key: ingest_read[key] + r[key] for key in ingest_read}
         print(f"    batch {i}: {start + r['rows']:,} rows stored, {r['wall']:.1f} s, "
               f"{shutil.disk_usage(DATA).free / 1e9:.0f} GB free", flush=True)
     print(f"  (generating the rows took {generate_wall:.0f} s, not counted)")
-    record("ingest", {"wall": ingest_wall, "peak_rss": ingest_peak, "batches": i + 1})
+    record("ingest", {"wall": ingest_wall, "peak_rss": ingest_peak, "batches": i + 1, **ingest_read})
     record("fit", run(FIT, store, KS))
     record("classify", run(CLASSIFY, store))
     record("project", run(PROJECT, store))
@@ -133,9 +152,10 @@ def main():
     size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
     print(f"\nstore on disk: {size / 1e9:.1f} GB; model k={results['fit'].get('k')}, "
           f"{results['fit'].get('components')} components")
-    print("| step | wall s | rows/s | peak RSS |\n|---|---|---|---|")
+    print("| step | wall s | rows/s | peak RSS | read (all) | read from disk |\n|---|---|---|---|---|---|")
     for step, r in results.items():
-        print(f"| {step} | {r['wall']:.1f} | {args.rows / r['wall']:,.0f} | {gib(r['peak_rss'])} |")
+        print(f"| {step} | {r['wall']:.1f} | {args.rows / r['wall']:,.0f} | {gib(r['peak_rss'])} | {_gb(r, 'rchar')} "
+              f"| {_gb(r, 'read_bytes')} |")
     shutil.rmtree(inbox, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)

@@ -3,13 +3,19 @@ the chosen model, committed into the store. Reads a manifest snapshot without th
 to commit, so cron ingests go on during a long fit.
 
 Passes over the data (each a Dask job over blocks):
-  1. vectors: PCA moments + a uniform sample                         (exact PCA: one read)
-  2. vectors: reduced = scale(pca(x)), written once (about 10x smaller than the vectors), and the
-     first Lloyd epoch for every k (k-means++ on the reduced sample comes before)
-  3. reduced: the other Lloyd epochs, every k updated from the same read of each block
-     (--method agglomerative: one set of --micro-clusters centroids instead; hdbscan: none)
-  4. reduced: the method's partition for every k and its DB/CH statistics (streamproc.methods)
+  0. a few whole chunks drawn at random (about 4x --sample rows): the subspace to project onto
+  1. vectors: exact PCA moments + a uniform sample, and every row projected onto that subspace
+     (about 1.5x the components needed), written once            (the only read of the vectors)
+  2. projection: reduced = scale(pca(x)), rotated from the projection to the exact components, written
+     once (about 5x smaller than the vectors), and the first Lloyd epoch for every k (k-means++ on
+     the reduced sample comes before). The projection is used only when it is measured to be within
+     0.1 degree and 0.001 of explained variance of exact PCA; else pass 2 reads the vectors again
+     and the fit says so (``--two-reads`` always does)
+  3. reduced: more Lloyd epochs, every k updated from the same read of each block, until they stop paying
+  4. reduced: the method's partition for every k (:mod:`streamproc.methods`) and its DB/CH statistics;
+     silhouette on the sample
   5. reduced: distance histograms of the chosen k -> outlier quantiles
+The model is committed under the lock, its clusters matched to the current model's ids (align.py).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from .choices import DEFAULT_K, LINKAGES, METRICS, SCALINGS, SELECTIONS
 from .errors import StoreError, UsageError
 from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
-from .pca import SOLVERS, StreamingPCA  # noqa: F401
+from .pca import SOLVERS, StreamingPCA, leading_basis, projection_error  # noqa: F401
 from .runner import Runner
 from .store import Store, block_ranges, make_staging_dir, open_writer, rows_per_block, write_rows
 
@@ -44,11 +50,13 @@ class FitOptions:
     metric: str = "euclidean"
     ks: list[int] = field(default_factory=lambda: kmeans.parse_k_range(DEFAULT_K))
     select: str = "db"
-    epochs: int = 5
+    epochs: int = 10  # at most: epochs stop when they stop paying (--tol, --inertia-tol)
     tol: float = 1e-4
+    inertia_tol: float = 1e-3
+    one_read: bool = True  # reduce the rows from pass 1's projection when it is measured exact
     seed: int = 0
     sample: int = 10_000
-    restarts: int = 10
+    restarts: int = 3
     classifier: str = "softmax"
     align: bool = True  # match the clusters to the current model's and keep their ids (align.py)
     warm_start: bool = False  # start from the current model's reduction and centroids (warm.py)
@@ -79,6 +87,8 @@ class FitOptions:
         if self.method == "agglomerative" and not max(self.ks) <= self.micro_clusters <= self.sample:
             raise UsageError(f"--micro-clusters {self.micro_clusters} must be at least the largest --k "
                              f"({max(self.ks)}) and at most --sample ({self.sample})")
+        if self.inertia_tol < 0 or self.tol < 0:
+            raise UsageError("--tol and --inertia-tol must be >= 0")
         if self.epochs < 1 or self.sample < 2 or self.restarts < 1:
             raise UsageError("--epochs and --restarts must be >= 1 and --sample >= 2")
         if self.warm_start and not self.ks:
@@ -96,6 +106,7 @@ class FitResult:
     seconds: float
     workers: list[str]
     aligned_to: str | None = None  # the model whose ids were kept, if any
+    passes: dict = field(default_factory=dict)  # what the passes did: vector reads, one-read check, epochs
 
     def to_dict(self) -> dict:
         m = self.model
@@ -104,7 +115,7 @@ class FitResult:
                 "seconds": round(self.seconds, 3), "workers": self.workers,
                 "cluster_ids": [int(i) for i in m.classes_], "aligned_to": self.aligned_to,
                 "warm_start": bool(m.params.get("warm_start", False)),
-                "method": m.params.get("method", "kmeans"), **m.extra}
+                "method": m.params.get("method", "kmeans"), **m.extra, **self.passes}
 
 
 def new_model_id() -> str:
@@ -112,15 +123,21 @@ def new_model_id() -> str:
 
 
 # ---- block functions (module level: they travel to Dask workers) -------------------------------
-def _pass1_block(block, start, shift, sample_size, total_rows, seed):
+def _pass1_block(block, start, shift, sample_size, total_rows, seed, basis=None, projected_path=None):
+    """PCA moments and the uniform sample of one block; with a ``basis``, also the block's rows
+    projected onto it (``(x - shift) @ basis``), written into the staged projected array."""
     out = stats.moments_chunk(block, shift)
     out.update(stats.sample_chunk(block, start, size=sample_size, total_rows=total_rows, seed=seed))
+    if basis is not None:
+        y = (block.astype(np.float32, copy=False) - shift.astype(np.float32)) @ basis
+        write_rows(Path(projected_path), zarr.open_array(projected_path, mode="r+"), start, y)
     return out
 
 
 def _reduce_block(block, start, a, b, metric, reduced_path, centroid_sets):
-    """Reduce one block of vectors, write it into the staged reduced array (whole chunks: each task
-    owns its rows), and return the first Lloyd epoch's sums for it, from the same read."""
+    """Reduce one block (of vectors, or of their one-read projection), write it into the staged
+    reduced array (whole chunks: each task owns its rows), and return the first Lloyd epoch's sums
+    for it, from the same read."""
     z = block.astype(np.float32, copy=False) @ a
     z += b
     if metric == "cosine":
@@ -155,113 +172,220 @@ def fit(store_path: str | os.PathLike, options: FitOptions = None, *, scheduler:
             if options.warm_start:
                 from .warm import fit_warm
 
-                model = fit_warm(store, options, runner, staging, model_id)
+                model, passes = fit_warm(store, options, runner, staging, model_id)
             else:
-                model = _fit_model(store, options, runner, staging, model_id)
+                model, passes = _fit_model(store, options, runner, staging, model_id)
             workers = sorted(runner.workers_seen)
         model, current, aligned_to = _commit_model(store.path, staging, model, activate=activate, wait=wait,
                                                    align=options.align)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return FitResult(model, current, rows, time.perf_counter() - began, workers, aligned_to)
+    return FitResult(model, current, rows, time.perf_counter() - began, workers, aligned_to, passes)
 
 
-def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path, model_id: str) -> Model:
-    rows, dim = store.rows, store.dim
-    vectors_path = store.path / "vectors"
-    itemsize = np.dtype(store.manifest.dtype).itemsize
-    vector_ranges = block_ranges(rows, rows_per_block(store.manifest.chunk_rows, dim * itemsize, options.block_bytes))
-    sample_size = min(options.sample, rows)
+def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
+               model_id: str) -> tuple[Model, dict]:
+    """The passes, in order; returns the model and what the passes did (``FitResult.passes``)."""
+    vector_ranges = block_ranges(store.rows, rows_per_block(store.manifest.chunk_rows,
+                                                            store.dim * np.dtype(store.manifest.dtype).itemsize,
+                                                            options.block_bytes))
+    basis, decided = _projection_basis(store, options)
+    pca, sample, projected_path = _pca_pass(store, options, runner, vector_ranges, basis, staging)
+    draft = _draft_model(pca, options, model_id, store)
+    one_read = _one_read_check(pca, basis, decided)
+    sample_z = draft.transform(sample)
+    centroid_sets = methods.init_centroid_sets(options, sample_z)
+    source = projected_path if one_read["used"] else store.path / "vectors"
+    reduced_path, total = _reduce_pass(draft, options, runner, source, basis if one_read["used"] else None,
+                                       pca, vector_ranges, centroid_sets, staging)
+    if projected_path is not None:
+        shutil.rmtree(projected_path, ignore_errors=True)
+    model, epochs = cluster_reduced(draft, options, runner, reduced_path, centroid_sets, total, sample_z)
+    return model, {"vector_reads": 1 if one_read["used"] else 2, "one_read": one_read, "epochs": epochs}
 
-    # pass 1: PCA statistics and a uniform sample
+
+# pass 1 -------------------------------------------------------------------------------------
+ONE_READ_MAX_ANGLE = 0.1  # degrees: largest principal angle between the projected and the exact components
+ONE_READ_MAX_VARIANCE_GAP = 0.001  # explained variance ratio the projection may lose
+ONE_READ_MARGIN = 0.5  # the projection keeps this many times more components than the sample says are needed
+ONE_READ_GUESS_ROWS = 4  # x --sample rows, in whole chunks, estimate the subspace to project onto
+ONE_READ_PREDICT = 4  # skip the projection when halves of those rows disagree by more than this x the limit
+
+
+def _projection_basis(store: Store, options: FitOptions) -> tuple[np.ndarray | None, dict]:
+    """The subspace pass 1 projects every row onto, estimated from whole chunks drawn at random
+    (about ``ONE_READ_GUESS_ROWS x --sample`` rows), and what was decided. No basis (two reads) when
+    asked for (``--two-reads``), with the incremental solver, when the basis would be too wide to
+    save much over the vectors, or when the chunks predict it will miss the limit: the basis from
+    one half of them against the components of the other half is more than ``ONE_READ_PREDICT x``
+    the limit off (with nearly flat spectra at the cut it is degrees off; then writing the
+    projection would be wasted)."""
+    if not options.one_read or options.solver != "covariance":
+        return None, {"used": False, "reason": "two reads asked for"}
+    chunk = store.manifest.chunk_rows
+    chunks = -(-store.rows // chunk)
+    wanted = min(chunks, -(-ONE_READ_GUESS_ROWS * options.sample // chunk))
+    picked = np.random.default_rng(options.seed).permutation(chunks)[:wanted]
+    rows = [store.read("vectors", i * chunk, min(store.rows, (i + 1) * chunk)) for i in picked]
+    basis = leading_basis(np.concatenate(rows), options.variance, options.n_components, ONE_READ_MARGIN)
+    if basis.shape[1] > 0.75 * store.dim:
+        return None, {"used": False, "reason": f"a basis of {basis.shape[1]} of {store.dim} dimensions saves little"}
+    if wanted < chunks:  # (the whole store was read: the basis is exact up to rounding)
+        half = len(rows) // 2
+        one = leading_basis(np.concatenate(rows[:half]), options.variance, options.n_components, ONE_READ_MARGIN)
+        other = leading_basis(np.concatenate(rows[half:]), options.variance, options.n_components, 0.0)
+        predicted = float(np.degrees(np.arccos(np.clip(np.linalg.svd(one.T @ other, compute_uv=False).min(), -1, 1))))
+        if predicted > ONE_READ_PREDICT * ONE_READ_MAX_ANGLE:
+            reason = (f"the sampled subspace is unstable (halves of the {sum(map(len, rows)):,} sampled rows "
+                      f"disagree by {predicted:.3g} degrees; limit {ONE_READ_MAX_ANGLE})")
+            progress.message(f"fit: {reason}: the vectors are read twice")
+            return None, {"used": False, "predicted_angle_degrees": round(predicted, 5), "reason": reason}
+    return basis.astype(np.float32), {"used": True}
+
+
+def _pca_pass(store: Store, options: FitOptions, runner: Runner, vector_ranges, basis,
+              staging: Path) -> tuple[StreamingPCA, np.ndarray, Path | None]:
+    """Pass 1 over the vectors: exact PCA moments and a uniform sample; with a basis, every row's
+    projection onto it is written too (the reduced rows are then made from it, not from a second read)."""
+    rows, sample_size = store.rows, min(options.sample, store.rows)
     pca = StreamingPCA(options.variance, options.n_components, options.solver)
+    projected_path = None
     if options.solver == "covariance":
         shift = store.read("vectors", 0, min(rows, 4096)).astype(np.float64).mean(axis=0)
-        total = runner.reduce_blocks(vectors_path, vector_ranges, _pass1_block, shift, sample_size, rows,
-                                     options.seed, desc="pass 1/5 PCA")
+        if basis is not None:
+            projected_path = staging / "projected"
+            _staged_array(projected_path, rows, basis.shape[1], vector_ranges)
+        total = runner.reduce_blocks(store.path / "vectors", vector_ranges, _pass1_block, shift, sample_size, rows,
+                                     options.seed, basis, str(projected_path) if basis is not None else None,
+                                     desc="pass 1/5 PCA" + (" + projection" if basis is not None else ""))
         pca.set_moments(total, shift)
     else:  # IncrementalPCA is sequential: one read in this process, the sample drawn from the same blocks
         total = None
         with progress.bar(rows, "pass 1/5 IncrementalPCA") as bar:
-            for start, block in store.iter_blocks("vectors", block_rows=max(vector_ranges[0][1], dim)):
+            for start, block in store.iter_blocks("vectors", block_rows=max(vector_ranges[0][1], store.dim)):
                 pca.partial_fit(block.astype(np.float32))
                 part = stats.sample_chunk(block, start, size=sample_size, total_rows=rows, seed=options.seed)
                 total = part if total is None else stats.combine(total, part)
                 bar.update(len(block))
-    sample = stats.sample_finalize(total).astype(np.float32)
+    return pca, stats.sample_finalize(total).astype(np.float32), projected_path
 
-    # scaling of the reduced components, in closed form from the PCA spectrum
+
+def _one_read_check(pca: StreamingPCA, basis: np.ndarray | None, decided: dict) -> dict:
+    """Is the projection close enough to exact PCA to reduce the rows from it? Measured against the
+    exact covariance of pass 1; when it is not, the fit says so and reads the vectors again."""
+    if basis is None:
+        return decided
+    angle, gap = projection_error(pca.components_, pca.covariance_, basis.astype(np.float64))
+    used = angle <= ONE_READ_MAX_ANGLE and gap <= ONE_READ_MAX_VARIANCE_GAP
+    check = {"used": used, "basis": int(basis.shape[1]), "max_angle_degrees": round(angle, 5),
+             "variance_gap": round(gap, 7)}
+    if not used:
+        check["reason"] = (f"the projection onto {basis.shape[1]} sampled components is {angle:.3g} degrees "
+                           f"(limit {ONE_READ_MAX_ANGLE}) and {gap:.2g} of the variance (limit "
+                           f"{ONE_READ_MAX_VARIANCE_GAP}) from exact PCA")
+        progress.message(f"fit: {check['reason']}: reading the vectors a second time")
+    return check
+
+
+def _draft_model(pca: StreamingPCA, options: FitOptions, model_id: str, store: Store) -> Model:
+    """The model without its clusters: PCA, and the scaling of the components in closed form from the spectrum."""
     variances = pca.explained_variance_
     scale = {"none": np.ones_like(variances),
              "global": np.full_like(variances, 1.0 / np.sqrt(max(variances.mean(), 1e-30))),
              "whiten": 1.0 / np.sqrt(np.maximum(variances, 1e-30))}[options.scaling]
-    draft = Model(id=model_id, dim=dim, metric=options.metric, scaling=options.scaling, pca_mean=pca.mean_,
-                  pca_components=pca.components_, spectrum=pca.spectrum_, total_variance=pca.total_variance_,
-                  scale=scale, centroids=np.zeros((1, pca.n_components_)), quantiles=np.zeros((1, 4)),
-                  cluster_sizes=np.zeros(1), cluster_mean_distance=np.zeros(1), noise_variance=0.0, scores=[],
-                  params=_params(options), fit_rows=(0, rows))
+    return Model(id=model_id, dim=store.dim, metric=options.metric, scaling=options.scaling, pca_mean=pca.mean_,
+                 pca_components=pca.components_, spectrum=pca.spectrum_, total_variance=pca.total_variance_,
+                 scale=scale, centroids=np.zeros((1, pca.n_components_)), quantiles=np.zeros((1, 4)),
+                 cluster_sizes=np.zeros(1), cluster_mean_distance=np.zeros(1), noise_variance=0.0, scores=[],
+                 params=_params(options), fit_rows=(0, store.rows))
 
-    # k-means++ on the reduced sample, for every k
-    sample_z = draft.transform(sample)
-    centroid_sets = methods.init_centroid_sets(options, sample_z)
 
-    # pass 2: write the reduced rows once; the first k-means epoch is summed from the same read
+# pass 2 -------------------------------------------------------------------------------------
+def _staged_array(path: Path, rows: int, width: int, ranges) -> zarr.Array:
+    """An uncompressed float32 array whose chunks are the blocks of ``ranges`` (each task writes its own)."""
+    return zarr.create_array(path, shape=(rows, width), dtype="float32", chunks=(ranges[0][1] - ranges[0][0], width),
+                             compressors=None, overwrite=True)
+
+
+def _reduce_pass(draft: Model, options: FitOptions, runner: Runner, source: Path, basis, pca, ranges,
+                 centroid_sets, staging: Path) -> tuple[Path, dict]:
+    """Pass 2: write the reduced rows once, from the vectors or (with a basis) from their projection
+    (``(x - shift) @ basis @ basisᵀ @ a + b``, the basis folded into the affine map); the first
+    k-means epoch is summed from the same read."""
     a, b = draft.affine()
+    if basis is not None:
+        a, b = basis.T @ a, (pca.shift_.astype(np.float32) @ a + b).astype(np.float32)
     reduced_path = staging / "reduced"
-    zarr.create_array(reduced_path, shape=(rows, draft.n_components), dtype="float32",
-                      chunks=(vector_ranges[0][1] - vector_ranges[0][0], draft.n_components),
-                      compressors=None, overwrite=True)
-    total = runner.reduce_blocks(vectors_path, vector_ranges, _reduce_block, a, b, options.metric,
-                                 str(reduced_path), centroid_sets, desc="pass 2/5 reduce + k-means epoch 1")
-
-    return cluster_reduced(draft, options, runner, reduced_path, centroid_sets, total, sample_z)
+    _staged_array(reduced_path, draft.fit_rows[1], draft.n_components, ranges)
+    what = "projection" if basis is not None else "vectors"
+    total = runner.reduce_blocks(source, ranges, _reduce_block, a, b, options.metric, str(reduced_path),
+                                 centroid_sets, desc=f"pass 2/5 reduce ({what}) + k-means epoch 1")
+    return reduced_path, total
 
 
-def cluster_reduced(draft: Model, options: FitOptions, runner: Runner, reduced_path: Path,
-                    centroid_sets: list[np.ndarray], total: dict | None, sample_z: np.ndarray) -> Model:
-    """Passes 3-5 on the reduced rows: Lloyd epochs from ``centroid_sets`` (``total`` holds the first
-    epoch's sums when pass 2 summed them, else None), scores for every k, quantiles of the chosen k."""
-    rows = draft.fit_rows[1]
-    reduced = zarr.open_array(reduced_path, mode="r")
-    reduced_ranges = block_ranges(rows, rows_per_block(reduced.chunks[0], draft.n_components * 4,
-                                                       options.block_bytes // 4))
+# pass 3 -------------------------------------------------------------------------------------
+def _lloyd_epochs(draft: Model, options: FitOptions, runner: Runner, reduced_path, ranges,
+                  centroid_sets, total) -> tuple[list[np.ndarray], dict, int]:
+    """Pass 3: Lloyd epochs over the reduced rows, every k updated from the same read of each block,
+    until they stop paying: an epoch stops the loop when, for every k, no centroid moved more than
+    ``--tol`` (scikit-learn's measure) or the inertia fell by less than ``--inertia-tol`` (relative)
+    since the epoch before; at most ``--epochs``. Returns the centroids the last epoch's sums describe
+    (so that the sums' label means are those of the returned centroids), those sums, and the epochs run.
+    ``total`` holds the first epoch's sums when pass 2 summed them, else None."""
     feature_variance = (1.0 / draft.n_components if options.metric == "cosine"
                         else float((draft.spectrum[: draft.n_components] * draft.scale**2).mean()))
-    for epoch in range(options.epochs):
-        if epoch > 0 or total is None:
-            total = runner.reduce_blocks(reduced_path, reduced_ranges, kmeans.lloyd_block, centroid_sets,
-                                         desc=f"pass 3/5 k-means epoch {epoch + 1}")
+    previous = None
+    for epoch in range(1, options.epochs + 1):
+        if epoch > 1 or total is None:  # (a warm start has no first epoch from pass 2)
+            total = runner.reduce_blocks(reduced_path, ranges, kmeans.lloyd_block, centroid_sets,
+                                         desc=f"pass 3/5 k-means epoch {epoch}")
+        inertia = np.array([total[f"inertia{i}"] for i in range(len(centroid_sets))])
         new_sets, shift = kmeans.lloyd_update(total, centroid_sets, options.metric, feature_variance)
-        if shift <= options.tol or epoch == options.epochs - 1:
-            break  # keep centroid_sets: the labels these epoch sums describe
-        centroid_sets = new_sets
+        if shift <= options.tol or epoch == options.epochs or kmeans.stopped_paying(previous, inertia,
+                                                                                   options.inertia_tol):
+            return centroid_sets, total, epoch
+        centroid_sets, previous = new_sets, inertia
 
+
+# passes 4 and 5 -----------------------------------------------------------------------------
+def cluster_reduced(draft: Model, options: FitOptions, runner: Runner, reduced_path: Path,
+                    centroid_sets: list[np.ndarray], total: dict | None, sample_z: np.ndarray) -> tuple[Model, int]:
+    """Passes 3-5 on the reduced rows (also a warm start's): Lloyd epochs from ``centroid_sets``, the
+    method's partition for every k scored four ways, quantiles of the chosen k. Returns the model and
+    the Lloyd epochs run."""
+    reduced = zarr.open_array(reduced_path, mode="r")
+    ranges = block_ranges(draft.fit_rows[1], rows_per_block(reduced.chunks[0], draft.n_components * 4,
+                                                            options.block_bytes // 4))
+    centroid_sets, total, epochs = _lloyd_epochs(draft, options, runner, reduced_path, ranges, centroid_sets, total)
     # pass 4: the method's partitions (one per k) and their DB/CH statistics; every k scored four ways
-    sweep = methods.run(options, runner, reduced_path, reduced_ranges, sample_z, centroid_sets, total)
-    total = sweep.totals
+    sweep = methods.run(options, runner, reduced_path, ranges, sample_z, centroid_sets, total)
     scores = _scores(sweep, sample_z[:options.silhouette_sample], options.metric)
     best = _select(scores, options.select)
-    key = str(best)
-    centroids = sweep.centroid_sets[best]
+    model = _quantiles_pass(draft, options, runner, reduced_path, ranges, sweep, best, scores, sample_z)
+    if options.classifier == "logistic":
+        model = _with_logistic(model, sample_z, sweep.sample_labels[best], options.seed)
+    return model, epochs
+
+
+def _quantiles_pass(draft: Model, options: FitOptions, runner: Runner, reduced_path, ranges, sweep: methods.Sweep,
+                    best: int, scores: list[dict], sample_z: np.ndarray) -> Model:
+    """Pass 5: distance quantiles of the chosen k (unless the method set its own thresholds); the finished model."""
+    key, total, centroids = str(best), sweep.totals, sweep.centroid_sets[best]
     counts = total[f"count{key}"]
     upper = total[f"max{key}"]
     if options.metric == "cosine":
         upper = upper ** 2 / 2.0
     upper = upper * (1 + 1e-6) + 1e-12
-
-    # pass 5: distance quantiles of the chosen k
-    hist = runner.reduce_blocks(reduced_path, reduced_ranges, _histogram_block, centroids, upper, options.metric,
+    hist = runner.reduce_blocks(reduced_path, ranges, _histogram_block, centroids, upper, options.metric,
                                 desc="pass 5/5 quantiles")
     mean_distance = hist["distsum"] / np.maximum(counts, 1)  # to the centroid, in the model's metric
     quantiles = stats.quantiles_finalize(hist, upper, QUANTILES) if sweep.quantiles is None else sweep.quantiles
     extra = {"silhouette_sample": int(min(options.silhouette_sample, len(sample_z))), **(sweep.extra or {})}
-    model = replace(draft, centroids=centroids, quantiles=quantiles, extra=extra,
-                    cluster_sizes=counts, cluster_mean_distance=mean_distance,
-                    noise_variance=float(total[f"sqdist{key}"].sum() / max(rows * draft.n_components, 1)),
-                    scores=scores, created_at=utc_now())
-    if options.classifier == "logistic":
-        model = _with_logistic(model, sample_z, sweep.sample_labels[best], options.seed)
-    return model
+    rows = draft.fit_rows[1]
+    return replace(draft, centroids=centroids, quantiles=quantiles, extra=extra, cluster_sizes=counts,
+                   cluster_mean_distance=mean_distance,
+                   noise_variance=float(total[f"sqdist{key}"].sum() / max(rows * draft.n_components, 1)),
+                   scores=scores, created_at=utc_now())
 
 
 def _with_logistic(model: Model, sample_z: np.ndarray, labels: np.ndarray, seed: int) -> Model:

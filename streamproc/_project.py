@@ -72,6 +72,32 @@ def project_block(block: np.ndarray, start: int, model: Model, projection: Proje
     return projection.place(model.transform(block))
 
 
+def place_reduced_block(z: np.ndarray, start: int, projection: Projection) -> np.ndarray:
+    return projection.place(z.astype(np.float32, copy=False))
+
+
+def placement_reads(store: Store, model: Model, start: int, stop: int, block_bytes: int) -> list[tuple]:
+    """Where rows ``start:stop`` are placed from, in row order: ``(path, ranges, block function, args)``.
+    The rows the model was fitted on come from the reduced rows the fit stored with it (about 5x
+    smaller than the vectors, and already reduced), the rows ingested since from the vectors."""
+    reduced = store.path / "models" / model.id / "reduced"
+    fitted_end = model.fit_rows[1] if model.fit_rows[0] == 0 and (reduced / "zarr.json").exists() else 0
+    reads = []
+    if start < min(stop, fitted_end):
+        chunk = zarr.open_array(reduced, mode="r").chunks[0]
+        ranges = block_ranges(min(stop, fitted_end), rows_per_block(chunk, model.n_components * 4, block_bytes),
+                              start=start - start % chunk)
+        ranges[0] = (start, ranges[0][1])
+        reads.append((reduced, ranges, place_reduced_block, ()))
+    if max(start, fitted_end) < stop:
+        first = max(start, fitted_end)
+        ranges = block_ranges(stop, rows_per_block(store.manifest.chunk_rows,
+                                                   store.dim * np.dtype(store.manifest.dtype).itemsize, block_bytes),
+                              start=first)
+        reads.append((store.path / "vectors", ranges, project_block, (model,)))
+    return reads
+
+
 def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed: int,
                    runner: Runner) -> Projection:
     """Fit the map on a uniform sample of the model's reduced training rows (no lock needed)."""
@@ -86,6 +112,9 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
     sample_z = stats.sample_finalize(total).astype(np.float32)
     if len(sample_z) < 16:
         raise UsageError(f"--method {method} needs at least 16 rows to fit on, the model has {len(sample_z)}")
+    if method == "umap" and not numba_cache_warm():
+        progress.message("first UMAP run on this installation: numba compiles UMAP's functions once "
+                         "(about 2 minutes more; later runs reuse the compiled code)")
     progress.message(f"fitting {method} on {len(sample_z):,} sample rows ...")
     fit_map = _fit_tsne if method == "tsne" else _fit_umap
     return Projection(method, sample_z, fit_map(sample_z, model.metric, seed).astype(np.float32), seed)
@@ -109,6 +138,20 @@ def _fit_tsne(sample_z: np.ndarray, metric: str, seed: int) -> np.ndarray:
     # 2 jobs took 54 s for 800 rows against 6 s for 1; the FFT method above 10k rows uses them well
     jobs = 1 if len(sample_z) < 10_000 else os.cpu_count() or 1
     return np.asarray(TSNE(perplexity=perplexity, metric=metric, n_jobs=jobs, random_state=seed).fit(sample_z))
+
+
+def numba_cache_warm() -> bool:
+    """True when numba has cached compiled code of umap-learn / pynndescent already (``*.nbi`` index
+    files in their ``__pycache__``, or under ``NUMBA_CACHE_DIR``): the first run compiles them."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    folders = [Path(os.environ["NUMBA_CACHE_DIR"])] if os.environ.get("NUMBA_CACHE_DIR") else []
+    for name in ("umap", "pynndescent"):
+        spec = find_spec(name)
+        if spec and spec.origin:
+            folders.append(Path(spec.origin).parent / "__pycache__")
+    return any(next(folder.rglob("*.nbi"), None) for folder in folders if folder.is_dir())
 
 
 def load_projection(store: Store, model_id: str) -> Projection | None:
@@ -176,15 +219,13 @@ def project(store_path: str | os.PathLike, model_id: str | None = None, *, metho
                     for suffix, value in (("-sample", projection.sample_z), ("-sample-xy", projection.sample_xy)):
                         zarr.create_array(writer.path / (path + suffix), data=value, chunks=value.shape, overwrite=True)
                         writer.fsync_tree(writer.path / (path + suffix))
-            ranges = block_ranges(stop, rows_per_block(writer.manifest.chunk_rows,
-                                                       writer.dim * np.dtype(writer.manifest.dtype).itemsize,
-                                                       block_bytes), start=start)
             models = {**writer.manifest.models,
                       model.id: {**entry, "projection": meta, "projection_watermark": stop}}
             with StagingQueue(writer, f"models/{model.id}", 65_536) as queue:
-                for row, xy in runner.map_blocks(writer.path / "vectors", ranges, project_block, model, projection,
-                                                 desc=f"project {model.id}"):
-                    queue.put(row, {meta["array"]: xy})
+                for path, ranges, place_fn, args in placement_reads(writer, model, start, stop, block_bytes):
+                    for row, xy in runner.map_blocks(path, ranges, place_fn, *args, projection,
+                                                     desc=f"project {model.id} ({path.name})"):
+                        queue.put(row, {meta["array"]: xy})
                 queue.commit(stop, lambda w: w.commit(replace(w.manifest, models=models)))
             if refit and existing:
                 _remove_generation(writer.path / "models" / model.id / existing["array"])

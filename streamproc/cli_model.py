@@ -48,13 +48,18 @@ def scheduler_option(fn):
                    "elbow (knee) of inertia against k.")
 @click.option("--silhouette-sample", type=click.IntRange(min=2), default=5000, show_default=True,
               help="Rows of the uniform sample the silhouette is computed on (it is O(n^2)).")
-@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Most k-means passes.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Most k-means passes.")
 @click.option("--tol", type=float, default=1e-4, show_default=True,
               help="Stop k-means when no centroid moves more than this (relative to the cluster spread).")
+@click.option("--inertia-tol", type=float, default=1e-3, show_default=True,
+              help="... or when an epoch lowers no k's inertia by more than this fraction.")
+@click.option("--two-reads", is_flag=True,
+              help="Reduce the rows from a second read of the vectors instead of their one-read projection.")
 @click.option("--sample", type=click.IntRange(min=2), default=10_000, show_default=True,
               help="Rows in the uniform sample that seeds k-means.")
-@click.option("--restarts", type=click.IntRange(min=1), default=10, show_default=True,
-              help="k-means++ runs on the sample per k; the lowest-inertia one seeds the full passes.")
+@click.option("--restarts", type=click.IntRange(min=1), default=3, show_default=True,
+              help="k-means++ runs on the sample per k; the lowest-inertia one, refined by split/merge "
+                   "moves, seeds the full passes.")
 @click.option("--classifier", type=click.Choice(["softmax", "logistic"]), default="softmax", show_default=True,
               help="Confidence model for classify: Gaussian posterior over distances, or a logistic "
                    "regression on the distance vector.")
@@ -69,8 +74,8 @@ def scheduler_option(fn):
 @wait_option(default=FIT_COMMIT_WAIT)
 @reporting
 def fit_command(store, k_range, variance, components, pca_solver, scaling, metric, method, linkage, micro_clusters,
-                min_cluster_size, min_samples, umap_components, select, silhouette_sample, epochs, tol, sample,
-                restarts, classifier, seed, activate, warm_start, no_align, scheduler, wait):
+                min_cluster_size, min_samples, umap_components, select, silhouette_sample, epochs, tol, inertia_tol,
+                two_reads, sample, restarts, classifier, seed, activate, warm_start, no_align, scheduler, wait):
     """Fit PCA + k-means for every k on STORE's vectors, pick k, and save the model in STORE.
 
     Reads the rows committed when it starts, without the lock (ingest can go on meanwhile); takes
@@ -94,11 +99,11 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     options = FitOptions(variance=variance, n_components=components, solver=pca_solver, scaling=scaling,
-                         metric=metric, ks=ks, select=select, epochs=epochs, tol=tol, seed=seed, sample=sample,
-                         restarts=restarts, classifier=classifier, method=method, linkage=linkage,
-                         micro_clusters=micro_clusters, min_cluster_size=min_cluster_size, min_samples=min_samples,
-                         umap_components=umap_components, silhouette_sample=silhouette_sample,
-                         warm_start=warm_start, align=not no_align)
+                         metric=metric, ks=ks, select=select, epochs=epochs, tol=tol, inertia_tol=inertia_tol,
+                         one_read=not two_reads, seed=seed, sample=sample, restarts=restarts, classifier=classifier,
+                         method=method, linkage=linkage, micro_clusters=micro_clusters,
+                         min_cluster_size=min_cluster_size, min_samples=min_samples, umap_components=umap_components,
+                         silhouette_sample=silhouette_sample, warm_start=warm_start, align=not no_align)
     result = fit(store, options, scheduler=scheduler, activate=activate, wait=wait)
     data = result.to_dict()
     m = result.model

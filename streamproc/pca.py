@@ -78,7 +78,7 @@ class StreamingPCA(TransformerMixin, BaseEstimator):
         if self._ipca is not None:
             ipca = self._ipca
             mean, components, variances = ipca.mean_, ipca.components_, ipca.explained_variance_
-            total_variance = float(ipca.var_.sum())
+            total_variance, cov = float(ipca.var_.sum()), None
         else:
             mean, cov = stats.moments_finalize(self._stats, self.shift_)
             n = self._stats["n"]
@@ -92,6 +92,7 @@ class StreamingPCA(TransformerMixin, BaseEstimator):
         keep = self.n_components or components_for_variance(ratios, self.variance)
         keep = int(min(keep, len(variances)))
         self.mean_ = mean
+        self.covariance_ = cov if self._ipca is None else None
         self.spectrum_ = variances  # every eigenvalue, for the report's explained-variance curve
         self.total_variance_ = total_variance
         self.components_ = components[:keep]
@@ -103,6 +104,31 @@ class StreamingPCA(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return (X - self.mean_) @ self.components_.T
+
+
+def leading_basis(x: np.ndarray, variance: float, n_components: int | None, margin: float) -> np.ndarray:
+    """Orthonormal columns (d x m) spanning the leading principal subspace of the rows ``x``: the
+    components ``x`` says ``variance`` (or ``n_components``) needs, plus ``margin`` times as many more."""
+    x = x.astype(np.float64)
+    variances, vectors = np.linalg.eigh(np.cov(x, rowvar=False))
+    variances, vectors = variances[::-1], vectors[:, ::-1]
+    keep = n_components or components_for_variance(variances / max(variances.sum(), 1e-300), variance)
+    return vectors[:, :min(len(variances), int(np.ceil(keep * (1 + margin))))]
+
+
+def projection_error(components: np.ndarray, covariance: np.ndarray, basis: np.ndarray) -> tuple[float, float]:
+    """How far the rows projected onto ``basis`` (d x m, orthonormal columns) are from exact PCA
+    with ``components`` (c x d): the largest principal angle, in degrees, between the components
+    and their projection onto the basis, and the fraction of the total variance (``covariance``)
+    the projected components explain less than the exact ones."""
+    v = components.T
+    cosines = np.linalg.svd(basis.T @ v, compute_uv=False)
+    angle = float(np.degrees(np.arccos(np.clip(cosines.min(), -1.0, 1.0))))
+    projected = np.linalg.qr(basis @ (basis.T @ v))[0]
+    total = max(float(np.trace(covariance)), 1e-300)
+    exact = float(np.trace(v.T @ covariance @ v)) / total
+    kept = float(np.trace(projected.T @ covariance @ projected)) / total
+    return angle, exact - kept
 
 
 def _fix_signs(components: np.ndarray) -> np.ndarray:

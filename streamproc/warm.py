@@ -47,7 +47,8 @@ def _reduce_new_block(block, start, model, reduced_path, sample_size, total_rows
     return out, z[outlier]
 
 
-def fit_warm(store: Store, options, runner: Runner, staging: Path, model_id: str) -> Model:
+def fit_warm(store: Store, options, runner: Runner, staging: Path, model_id: str) -> tuple[Model, dict]:
+    """The refit, and what its passes did (as ``fit --json`` reports them)."""
     from ._fit import _params, cluster_reduced
 
     current = load_model(store)
@@ -80,8 +81,9 @@ def fit_warm(store: Store, options, runner: Runner, staging: Path, model_id: str
                     logistic_coef=None, logistic_intercept=None, scores=[])
     if len(sample_z) == 0:
         sample_z = current.transform(current.pca_mean)  # the logistic classifier needs a few reduced rows
-    return cluster_reduced(draft, replace(options, ks=[len(c) for c in centroid_sets]), runner, reduced_path,
-                           centroid_sets, None, sample_z)
+    model, epochs = cluster_reduced(draft, replace(options, ks=[len(c) for c in centroid_sets]), runner,
+                                    reduced_path, centroid_sets, None, sample_z)
+    return model, {"vector_reads": 1 if new_rows else 0, "epochs": epochs}
 
 
 def _link_reduced_chunks(old: Path, new: Path, old_rows: int, block: int) -> int:

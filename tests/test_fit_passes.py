@@ -1,0 +1,153 @@
+"""fit's passes: the k-means local-optimum trap (split/merge refinement), one read of the vectors
+(projection measured against exact PCA, with a fallback to a second read), Lloyd epochs that stop
+when they stop paying."""
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score
+from threadpoolctl import threadpool_limits
+
+from streamproc import _fit, kmeans, stats
+from streamproc._fit import FitOptions, fit
+from streamproc._ingest import ingest
+from streamproc.pca import leading_basis, projection_error
+from streamproc.synth import Mixture
+
+
+def _store(tmp_path, x, chunk_rows, name="store"):
+    folder = tmp_path / f"{name}-in"
+    folder.mkdir()
+    np.save(folder / "x.npy", x.astype(np.float32))
+    ingest(tmp_path / name, [folder / "x.npy"], chunk_rows=chunk_rows)
+    return tmp_path / name
+
+
+def test_sample_kmeans_escapes_the_split_and_merge_trap(monkeypatch):
+    """The README's kind of data (synth, 20 clusters) at 5000 x 128: the best of 10 k-means++
+    restarts splits one true cluster and merges two (ARI 0.76 at k = 20, the fit's behaviour before
+    split/merge); with the split/merge moves, 3 restarts find the true partition."""
+    x, truth = Mixture(dim=128, clusters=20, seed=5).batch(0, 5000)
+    z = PCA(0.95, random_state=0).fit_transform(x).astype(np.float32)
+
+    def ari(centroids):
+        [(labels, _)] = stats.nearest_in_sets(z, [centroids.astype(np.float32)])
+        return adjusted_rand_score(truth, labels)
+
+    with threadpool_limits(1):  # as the fit runs it: one thread per k
+        assert ari(kmeans.init_centroids(z, 20, seed=0, metric="euclidean", restarts=3)) >= 0.95
+        monkeypatch.setattr(kmeans, "split_merge", lambda sample, centroids, *args, **kwargs: centroids)
+        assert ari(kmeans.init_centroids(z, 20, seed=0, metric="euclidean", restarts=10)) < 0.9  # the trap
+
+
+def test_split_merge_moves_a_centroid_from_two_merged_blobs_to_a_split_one():
+    """Four blobs on a line; start: two centroids in blob 0, one between blobs 2 and 3."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0], [10, 0], [20, 0], [30, 0]])
+    truth = np.repeat(np.arange(4), 200)
+    x = centres[truth] + rng.standard_normal((800, 2))
+    trapped = np.array([[0.0, -1], [0, 1], [10, 0], [25, 0]])
+    from sklearn.cluster import KMeans
+
+    km = KMeans(4, init=trapped, n_init=1).fit(x)
+    assert adjusted_rand_score(truth, km.labels_) < 0.9  # Lloyd alone stays in the trap
+    fixed = kmeans.split_merge(x, km.cluster_centers_, km.inertia_, np.random.RandomState(0))
+    labels = stats.sq_distances(x, fixed).argmin(axis=1)
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_stopped_paying():
+    assert not kmeans.stopped_paying(None, np.array([10.0]), 1e-3)
+    assert kmeans.stopped_paying(np.array([10.0, 5.0]), np.array([9.995, 5.0]), 1e-3)
+    assert not kmeans.stopped_paying(np.array([10.0, 5.0]), np.array([9.995, 4.9]), 1e-3)
+
+
+@pytest.fixture(scope="module")
+def low_rank(tmp_path_factory):
+    """Five clusters in a 6-d subspace of 64-d, tiny noise elsewhere: a clear gap after the leading
+    components, so the subspace sampled from a third of the rows is close to exact."""
+    rng = np.random.default_rng(4)
+    basis = np.linalg.qr(rng.standard_normal((64, 6)))[0]
+    truth = rng.integers(0, 5, 6000)
+    inside = rng.standard_normal((5, 6))[truth] * 4 + rng.standard_normal((6000, 6))
+    x = (inside @ basis.T + rng.standard_normal((6000, 64)) * 1e-3).astype(np.float32)
+    tmp = tmp_path_factory.mktemp("one-read")
+    return _store(tmp, x, chunk_rows=100), x, truth
+
+
+def test_one_read_fit_matches_the_two_read_fit(low_rank):
+    store, x, truth = low_rank
+    options = dict(ks=[3, 5, 7], sample=500, seed=0)
+    one = fit(store, FitOptions(**options))
+    two = fit(store, FitOptions(**options, one_read=False))
+    assert one.passes["vector_reads"] == 1 and one.passes["one_read"]["used"]
+    assert one.passes["one_read"]["max_angle_degrees"] <= 0.1
+    assert two.passes["vector_reads"] == 2 and not two.passes["one_read"]["used"]
+    np.testing.assert_allclose(one.model.pca_components, two.model.pca_components)  # both exact
+    assert one.model.k == two.model.k == 5
+    same = (one.model.predict(x) == two.model.predict(x)).mean()
+    assert same >= 0.999
+    np.testing.assert_allclose(one.model.centroids, two.model.centroids, atol=1e-3 * np.abs(two.model.centroids).max())
+    assert adjusted_rand_score(truth, one.model.predict(x)) > 0.95
+
+
+@pytest.fixture(scope="module")
+def flat_tail(tmp_path_factory):
+    """A flat tail of the spectrum at the 95 % cut and few sampled rows: the sampled subspace is
+    degrees off the exact one."""
+    x, _ = Mixture(dim=64, clusters=4, rank=6, spread_rank=12, noise=0.05, seed=1).batch(0, 3000)
+    return _store(tmp_path_factory.mktemp("flat"), x, chunk_rows=50)
+
+
+def test_one_read_is_skipped_when_the_sampled_subspace_is_unstable(flat_tail, cli):
+    out = cli.json("fit", flat_tail, "--k", "2,4", "--sample", "40", schema="fit")
+    assert out["vector_reads"] == 2
+    check = out["one_read"]
+    assert not check["used"] and check["predicted_angle_degrees"] > 0.4 and "unstable" in check["reason"]
+    two = cli.json("fit", flat_tail, "--k", "2,4", "--sample", "40", "--two-reads", schema="fit")
+    assert two["vector_reads"] == 2 and two["one_read"] == {"used": False, "reason": "two reads asked for"}
+
+
+def test_one_read_falls_back_to_a_second_read_when_the_projection_is_measured_off(flat_tail, monkeypatch):
+    """With the prediction switched off, pass 1 writes the projection, the check against the exact
+    covariance finds it degrees off, and pass 2 reads the vectors: the model is the two-read one."""
+    monkeypatch.setattr(_fit, "ONE_READ_PREDICT", np.inf)
+    options = dict(ks=[2, 4], sample=40, seed=0)
+    fallback = fit(flat_tail, FitOptions(**options))
+    two = fit(flat_tail, FitOptions(**options, one_read=False))
+    check = fallback.passes["one_read"]
+    assert fallback.passes["vector_reads"] == 2 and not check["used"]
+    assert check["max_angle_degrees"] > 0.1 and "degrees" in check["reason"]
+    np.testing.assert_allclose(fallback.model.centroids, two.model.centroids, rtol=1e-6, atol=1e-9)
+    assert not list(flat_tail.glob("models/.staging-*"))  # the projection went with the staging folder
+
+
+def test_projection_error_is_zero_for_the_exact_subspace_and_grows_with_a_tilt():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4000, 12)) * np.linspace(3, 0.1, 12)
+    pca = PCA(4).fit(x)
+    cov = np.cov(x, rowvar=False)
+    exact = pca.components_.T
+    angle, gap = projection_error(pca.components_, cov, exact)
+    assert angle < 1e-4 and abs(gap) < 1e-12
+    tilt = np.radians(2.0)  # turn the last kept component 2 degrees towards a dropped one
+    tilted = exact.copy()
+    tilted[:, 3] = np.cos(tilt) * exact[:, 3] + np.sin(tilt) * np.linalg.svd(x - x.mean(0), full_matrices=False)[2][5]
+    angle, gap = projection_error(pca.components_, cov, np.linalg.qr(tilted)[0])
+    assert angle == pytest.approx(2.0, abs=0.01) and gap > 0
+    assert leading_basis(x, 0.95, None, 0.5).shape[1] >= 4
+
+
+def test_lloyd_epochs_stop_when_they_stop_paying(tmp_path):
+    """Epochs that lower the inertia by less than 0.1 % are not run; the clusters are the same as
+    after ten epochs."""
+    x, _ = Mixture(dim=48, clusters=6, rank=12, spread_rank=6, seed=2).batch(0, 6000)
+    store = _store(tmp_path, x, chunk_rows=100)
+    options = dict(ks=[4, 6, 9], sample=500, seed=0, tol=0.0, epochs=10)
+    stopped = fit(store, FitOptions(**options, inertia_tol=1e-3))
+    ten = fit(store, FitOptions(**options, inertia_tol=0.0))
+    assert stopped.passes["epochs"] < ten.passes["epochs"] == 10
+    assert stopped.model.k == ten.model.k
+    assert adjusted_rand_score(ten.model.predict(x), stopped.model.predict(x)) >= 0.99
+    inertia = [s["inertia"] for s in stopped.model.scores]
+    assert np.all(np.array(inertia) <= 1.01 * np.array([s["inertia"] for s in ten.model.scores]))

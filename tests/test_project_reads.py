@@ -1,0 +1,61 @@
+"""project places the rows a model was fitted on from the reduced rows the fit stored (not a
+second read of the vectors), and rows ingested since from the vectors."""
+
+import numpy as np
+import zarr
+
+from streamproc._fit import FitOptions, fit
+from streamproc._ingest import ingest
+from streamproc._project import placement_reads, project
+from streamproc.models import load_model
+from streamproc.store import Store
+from streamproc.synth import Mixture
+
+
+def _read_chars() -> int:
+    return int(dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())["rchar"])
+
+
+def test_project_reads_the_reduced_rows_for_fitted_rows_and_the_vectors_after(tmp_path):
+    mixture = Mixture(dim=256, clusters=4, seed=3)
+    x, _ = mixture.batch(0, 4000)
+    later, _ = mixture.batch(1, 1000)
+    for name, rows in (("a.npy", x), ("b.npy", later)):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        np.save(tmp_path / "in" / name, rows)
+    store_path = tmp_path / "store"
+    ingest(store_path, [tmp_path / "in" / "a.npy"], chunk_rows=500)
+    model = fit(store_path, FitOptions(ks=[4], sample=1000)).model
+    ingest(store_path, [tmp_path / "in" / "b.npy"])
+    store = Store.open(store_path)
+    reads = placement_reads(store, load_model(store, model.id), 0, 5000, 16 * 2**20)
+    assert [(path.name, ranges[0][0], ranges[-1][1]) for path, ranges, _, _ in reads] == [
+        ("reduced", 0, 4000), ("vectors", 4000, 5000)]
+
+    before = _read_chars()
+    project(store_path, method="pca")
+    read = _read_chars() - before
+    vector_bytes = 5000 * 256 * 4
+    assert read < 0.5 * vector_bytes  # 4000 reduced rows (a few components) + 1000 vectors, not 5000 vectors
+
+    xy = zarr.open_array(_projection_array(store_path, model.id), mode="r")[:]
+    expected = model.transform(np.concatenate([x, later]))[:, :2]
+    np.testing.assert_allclose(xy, expected, atol=1e-3 * np.abs(expected).max())
+
+
+def _projection_array(store_path, model_id):
+    meta = Store.open(store_path).manifest.models[model_id]["projection"]
+    return store_path / "models" / model_id / meta["array"]
+
+
+def test_first_umap_run_is_announced(tmp_path, monkeypatch):
+    """With an empty numba cache the UMAP fit says it compiles first; with a warm one it does not."""
+    from streamproc._project import numba_cache_warm
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert not numba_cache_warm()
+    (tmp_path / "cache" / "umap").mkdir()
+    (tmp_path / "cache" / "umap" / "layouts.rdist-31.py311.nbi").write_bytes(b"")
+    assert numba_cache_warm()
