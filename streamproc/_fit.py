@@ -32,7 +32,7 @@ import numpy as np
 import zarr
 
 from . import kmeans, methods, progress, stats
-from .choices import DEFAULT_K, LINKAGES, METRICS, SCALINGS, SELECTIONS
+from .choices import CLASSIFIERS, DEFAULT_K, FIT_COMMIT_WAIT, LINKAGES, METRICS, SCALINGS, SELECTIONS
 from .errors import StoreError, UsageError
 from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
@@ -69,32 +69,37 @@ class FitOptions:
     silhouette_sample: int = 5000
     block_bytes: int = 16 * 2**20  # rows read per task: whole chunks adding up to about this
 
-    def check(self) -> None:
-        if self.solver not in SOLVERS:
-            raise UsageError(f"--pca-solver must be one of {', '.join(SOLVERS)}")
-        if self.scaling not in SCALINGS:
-            raise UsageError(f"--scale must be one of {', '.join(SCALINGS)}")
-        if self.metric not in METRICS:
-            raise UsageError(f"--metric must be one of {', '.join(METRICS)}")
+    def __post_init__(self) -> None:
+        """Options are checked where they are built, so the library and the CLI refuse the same things."""
+        if isinstance(self.ks, int | str):
+            self.ks = kmeans.parse_k_range(str(self.ks))
+        self.ks = sorted({int(k) for k in self.ks})
+        if not self.ks and not self.warm_start:
+            raise UsageError("ks (--k) is empty: give at least one k >= 2")
+        if self.ks and self.ks[0] < 2:
+            raise UsageError(f"ks (--k) needs every k >= 2, got {self.ks[0]}")
+        for name, value, choices in (("solver (--pca-solver)", self.solver, SOLVERS),
+                                     ("scaling (--scale)", self.scaling, SCALINGS),
+                                     ("metric (--metric)", self.metric, METRICS),
+                                     ("select (--select)", self.select, SELECTIONS),
+                                     ("method (--method)", self.method, methods.METHODS),
+                                     ("linkage (--linkage)", self.linkage, LINKAGES),
+                                     ("classifier (--classifier)", self.classifier, CLASSIFIERS)):
+            if value not in choices:
+                raise UsageError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         if not 0 < self.variance <= 1:
-            raise UsageError(f"--variance must be in (0, 1], got {self.variance}")
-        if self.select not in SELECTIONS:
-            raise UsageError(f"--select must be one of {', '.join(SELECTIONS)}")
-        if self.method not in methods.METHODS:
-            raise UsageError(f"--method must be one of {', '.join(methods.METHODS)}")
-        if self.linkage not in LINKAGES:
-            raise UsageError(f"--linkage must be one of {', '.join(LINKAGES)}")
-        if self.method == "agglomerative" and not max(self.ks) <= self.micro_clusters <= self.sample:
-            raise UsageError(f"--micro-clusters {self.micro_clusters} must be at least the largest --k "
-                             f"({max(self.ks)}) and at most --sample ({self.sample})")
+            raise UsageError(f"variance (--variance) must be in (0, 1], got {self.variance}")
+        if self.n_components is not None and self.n_components < 1:
+            raise UsageError(f"n_components (--components) must be >= 1, got {self.n_components}")
         if self.inertia_tol < 0 or self.tol < 0:
-            raise UsageError("--tol and --inertia-tol must be >= 0")
+            raise UsageError("tol and inertia_tol (--tol, --inertia-tol) must be >= 0")
         if self.epochs < 1 or self.sample < 2 or self.restarts < 1:
-            raise UsageError("--epochs and --restarts must be >= 1 and --sample >= 2")
-        if self.warm_start and not self.ks:
-            return  # the k's follow from the current model and the new groups (warm.py)
-        if self.sample < max(self.ks):
-            raise UsageError(f"--sample {self.sample} is smaller than the largest --k ({max(self.ks)}): "
+            raise UsageError("epochs and restarts (--epochs, --restarts) must be >= 1 and sample (--sample) >= 2")
+        if self.method == "agglomerative" and not max(self.ks) <= self.micro_clusters <= self.sample:
+            raise UsageError(f"micro_clusters (--micro-clusters) {self.micro_clusters} must be at least the largest "
+                             f"k ({max(self.ks)}) and at most sample (--sample, {self.sample})")
+        if self.ks and self.sample < max(self.ks):
+            raise UsageError(f"sample (--sample) {self.sample} is smaller than the largest k ({max(self.ks)}): "
                              "k-means++ starts from the sample, so it needs at least k rows")
 
 
@@ -153,11 +158,20 @@ def _histogram_block(z, start, centroids, upper, metric):
 
 
 # ---- the pipeline ---------------------------------------------------------------------------
-def fit(store_path: str | os.PathLike, options: FitOptions = None, *, scheduler: str | None = None,
-        activate: bool = False, wait: float = 0.0) -> FitResult:
-    """Fit a model on every row committed when the fit starts, and commit it into the store."""
-    options = options or FitOptions()
-    options.check()
+def fit(store_path: str | os.PathLike, options: FitOptions | None = None, *, k=None, scheduler: str | None = None,
+        activate: bool = False, wait: float = FIT_COMMIT_WAIT, **option_values) -> FitResult:
+    """Fit a model on every row committed when the fit starts, and commit it into the store.
+
+    Options as keywords (any :class:`FitOptions` field; ``k`` is an int, a list, or ``"8:32:4"``)::
+
+        fit("store", k=[8, 12, 16], metric="cosine", activate=True)
+
+    or as a ready :class:`FitOptions`. The model becomes the store's current one with ``activate``, or
+    when it is the first. ``wait``: seconds to wait for the store's lock at commit.
+    """
+    if k is not None:
+        option_values["ks"] = k
+    options = FitOptions(**option_values) if options is None else replace(options, **option_values)
     began = time.perf_counter()
     store = Store.open(store_path)
     rows = store.rows

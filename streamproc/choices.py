@@ -9,3 +9,5 @@ SELECTIONS = ("db", "ch", "silhouette", "elbow")
 FIT_METHODS = ("kmeans", "agglomerative", "hdbscan")
 LINKAGES = ("ward", "average", "complete")
 PROJECTIONS = ("umap", "tsne", "pca")
+CLASSIFIERS = ("softmax", "logistic")
+FIT_COMMIT_WAIT = 600.0  # seconds fit waits for the lock at commit rather than discard its work

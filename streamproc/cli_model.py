@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .choices import DEFAULT_K, FIT_METHODS, LINKAGES, METRICS, PCA_SOLVERS, SCALINGS, SELECTIONS
+from .choices import CLASSIFIERS, DEFAULT_K, FIT_COMMIT_WAIT, FIT_METHODS, LINKAGES, METRICS, PCA_SOLVERS, SCALINGS, SELECTIONS
 from .cli import Report, main, reporting, wait_option
 from .errors import UsageError
-
-FIT_COMMIT_WAIT = 600.0  # fit waits this long for the lock at commit rather than discard its work
 
 
 def scheduler_option(fn):
@@ -60,7 +58,7 @@ def scheduler_option(fn):
 @click.option("--restarts", type=click.IntRange(min=1), default=3, show_default=True,
               help="k-means++ runs on the sample per k; the lowest-inertia one, refined by split/merge "
                    "moves, seeds the full passes.")
-@click.option("--classifier", type=click.Choice(["softmax", "logistic"]), default="softmax", show_default=True,
+@click.option("--classifier", type=click.Choice(CLASSIFIERS), default="softmax", show_default=True,
               help="Confidence model for classify: Gaussian posterior over distances, or a logistic "
                    "regression on the distance vector.")
 @click.option("--seed", type=int, default=0, show_default=True)

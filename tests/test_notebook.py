@@ -1,5 +1,7 @@
 """The Python API from a notebook: ingest arrays, DataFrames and Tables as batches, exactly as files."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -77,3 +79,18 @@ def test_bad_in_memory_data_is_refused_and_nothing_is_stored(tmp_path):
     with pytest.raises(UsageError, match="only applies to a DataFrame"):
         sp.ingest(store, _vectors(5, 8), ids="id")
     assert (store / "manifest.json").read_text() == before
+
+
+def test_fit_takes_keywords_and_options_are_checked_where_they_are_built(tmp_path, cli):
+    store = tmp_path / "store"
+    sp.ingest(store, _vectors(400, 8, seed=3))
+    result = sp.fit(store, k=[3, 4], metric="cosine", seed=1)
+    assert result.model.metric == "cosine" and result.model.k in (3, 4) and result.current
+    second = sp.fit(store, k="3:5")
+    assert second.current is False and "not current" in repr(second) and "activate" in repr(second)
+    for bad, message in (({"ks": []}, "ks (--k) is empty"), ({"ks": [1, 4]}, "every k >= 2"),
+                         ({"solver": "svd"}, "solver (--pca-solver) must be one of covariance, incremental")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            sp.FitOptions(**bad)
+    out = cli.json("fit", store, "--k", "3", "--pca-solver", "covariance", "--sample", "2", code=2, schema="error")
+    assert "sample (--sample) 2 is smaller than the largest k (3)" in out["error"]

@@ -93,3 +93,24 @@ def test_python_api_from_the_readme(tmp_path):
     assert (clf.predict(z) == model.predict(x[:5])).all()
     np.testing.assert_allclose(clf.predict_proba(z), proba, rtol=1e-4, atol=1e-6)
     assert sp.classify(tmp_path / "store").labelled == 600
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's Python API block, verbatim, in a folder whose inbox/ holds 384-d batches with texts."""
+    import re
+
+    import streamproc as sp
+    from streamproc.synth import Mixture, write_batches
+
+    block = re.search(r"## Python API\n\n```python\n(.*?)```", README, flags=re.S).group(1)
+    write_batches(tmp_path / "inbox", mixture=Mixture(dim=384, clusters=6, seed=3), rows=3000, batch_rows=1500,
+                  fmt="parquet", texts=True)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    info = sp.store_info("store")
+    assert info["rows"] == 4000 and len(info["batches"]) == 3
+    model = namespace["model"]
+    assert model.id == info["current_model"] and model.k in (8, 12, 16)
+    assert namespace["result"].current is True and model.id in repr(namespace["result"])
+    assert info["models"][-1]["watermark"] == 4000  # sp.classify labelled every row
