@@ -25,13 +25,14 @@ class Report:
     text: str = ""
     exit_code: int = 0
     warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # what went wrong (also in text): shown even under --quiet
 
 
 def reporting(fn):
     """Add --json and --quiet, and turn library errors into messages and exit codes."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages on stderr.")
+    @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (on stderr).")
     @functools.wraps(fn)
     def wrapper(*args, as_json: bool, quiet: bool, **kwargs):
         progress.configure(quiet=quiet or as_json)
@@ -45,6 +46,9 @@ def reporting(fn):
             sys.exit(exc.exit_code)
         if as_json:
             click.echo(json.dumps(report.data))
+        elif quiet:
+            for line in report.errors:
+                click.echo(f"Error: {line}", err=True)
         elif report.text:
             click.echo(report.text)
         sys.exit(report.exit_code)

@@ -72,7 +72,11 @@ def ingest_command(store, paths, array, vector_column, id_column, text_column, d
     report = ingest(store, list(paths), read_options=options, dtype=dtype, chunk_rows=chunk_rows,
                     drop_nonfinite=drop_nonfinite, min_age=min_age, wait=wait)
     return Report(report.to_dict(), _batch_lines(report, "non-finite rows dropped"),
-                  exit_code=1 if report.failed else 0)
+                  exit_code=1 if report.failed else 0, errors=_failures(report))
+
+
+def _failures(report) -> list[str]:
+    return [b.error for b in report.batches if b.status == "failed"]
 
 
 def _batch_lines(report, dropped_what: str) -> str:
@@ -136,7 +140,7 @@ def embed_command(store, paths, text_column, id_column, encoder, batch_size, ski
     if result.texts:
         text += (f"\nembedded {result.texts:,} texts with {result.encoder['name']} ({result.encoder['dim']}-d) "
                  f"at {data['texts_per_s']:,.0f} texts/s")
-    return Report(data, text, exit_code=1 if result.ingest.failed else 0)
+    return Report(data, text, exit_code=1 if result.ingest.failed else 0, errors=_failures(result.ingest))
 
 
 @main.command()
