@@ -180,8 +180,9 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
 
     # k-means++ on the reduced sample, for every k
     sample_z = draft.transform(sample)
-    centroid_sets = kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
-                                              restarts=options.restarts)
+    with progress.step(f"k-means++ seeding: {len(options.ks)} values of k on {len(sample_z):,} sample rows"):
+        centroid_sets = kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
+                                                  restarts=options.restarts)
 
     # pass 2: write the reduced rows once; the first k-means epoch is summed from the same read
     a, b = draft.affine()

@@ -83,14 +83,14 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
     sample_z = stats.sample_finalize(total).astype(np.float32)
     if len(sample_z) < 16:
         raise UsageError(f"--method umap needs at least 16 rows to fit on, the model has {len(sample_z)}")
-    progress.message(f"fitting UMAP on {len(sample_z):,} sample rows ...")
+    progress.announce_numba_compilation()
     import warnings
 
-    import umap
+    with warnings.catch_warnings(), progress.step(f"project: UMAP on {len(sample_z):,} sample rows"):
+        warnings.simplefilter("ignore")  # numba's and umap's notes about threads and n_jobs
+        import umap
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed,
+        reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed, tqdm_kwds=progress.umap_progress(),
                             metric="cosine" if model.metric == "cosine" else "euclidean").fit(sample_z)
     return Projection("umap", sample_z, reducer.embedding_.astype(np.float32), seed)
 
