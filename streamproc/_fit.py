@@ -71,11 +71,29 @@ class FitOptions:
 
 @dataclass
 class FitResult:
+    """What ``fit`` made. Its repr is a one-line summary that says whether the model became the
+    store's current one (what classify, render and report use) and, if not, how to make it so."""
+
     model: Model
     current: bool
     rows: int
     seconds: float
     workers: list[str]
+    store: str = ""
+
+    def summary(self) -> str:
+        m = self.model
+        if self.current:
+            state = "the store's current model"
+        else:
+            state = (f"NOT the current model: classify, render and report keep using the current one; "
+                     f"make it current with streamproc.activate_model({self.store!r}, {m.id!r}) "
+                     f"(or fit with activate=True)")
+        return (f"model {m.id}: k={m.k}, {m.n_components} components ({m.explained_variance:.1%} of the "
+                f"variance), {self.rows:,} rows in {self.seconds:.1f} s; {state}")
+
+    def __repr__(self) -> str:
+        return f"<FitResult {self.summary()}>"
 
     def to_dict(self) -> dict:
         m = self.model
@@ -120,7 +138,11 @@ def _histogram_block(z, start, centroids, upper, metric):
 # ---- the pipeline ---------------------------------------------------------------------------
 def fit(store_path: str | os.PathLike, options: FitOptions = None, *, scheduler: str | None = None,
         activate: bool = False, wait: float = 0.0) -> FitResult:
-    """Fit a model on every row committed when the fit starts, and commit it into the store."""
+    """Fit a model on every row committed when the fit starts, and commit it into the store.
+
+    The store's first model becomes its current one; a later model does so only with
+    ``activate=True`` (or later, :func:`streamproc.activate_model`). ``result.current`` and the
+    result's repr say which happened."""
     options = options or FitOptions()
     options.check()
     began = time.perf_counter()
@@ -140,7 +162,7 @@ def fit(store_path: str | os.PathLike, options: FitOptions = None, *, scheduler:
         current = _commit_model(store.path, staging, model, activate=activate, wait=wait)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return FitResult(model, current, rows, time.perf_counter() - began, workers)
+    return FitResult(model, current, rows, time.perf_counter() - began, workers, str(store_path))
 
 
 def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path, model_id: str) -> Model:

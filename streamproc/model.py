@@ -177,6 +177,10 @@ class Model:
         model._check_shapes(directory)
         return model
 
+    def __repr__(self) -> str:
+        return (f"<Model {self.id}: k={self.k}, {self.dim}-d -> {self.n_components} components, "
+                f"metric {self.metric}>")
+
     def _check_shapes(self, where) -> None:
         c, d, k = self.n_components, self.dim, self.k
         expected = {"pca_mean": (d,), "pca_components": (c, d), "scale": (c,), "centroids": (k, c),
