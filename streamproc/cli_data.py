@@ -53,24 +53,31 @@ def synth(out_dir, rows, dim, clusters, batch_rows, fmt, texts, seed, first_batc
               "instead of failing the file.")
 @click.option("--min-age", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Skip files modified less than this long ago (still being written into an inbox).")
+@click.option("--move-to", type=click.Path(file_okay=False), metavar="DIR",
+              help="Move each file into DIR once its batch has committed (or it was already ingested); "
+                   "a file that fails stays where it is. Keeps a cron inbox small.")
 @wait_option
 @reporting
 def ingest_command(store, paths, array, vector_column, id_column, text_column, dtype, chunk_rows,
-                   drop_nonfinite, min_age, wait):
+                   drop_nonfinite, min_age, move_to, wait):
     """Add each file of PATHS (or each known file in a PATHS directory) to STORE as one batch.
 
     STORE is created by the first ingest. Every file is committed atomically on its own, and a file
     already ingested (same content and options) is skipped, so cron can run the same command again
     and again. A bad file is reported and skipped; the others still commit (exit code 1).
 
+    Batch ids (b000001, b000002, ...) number the store's commits from 1 in the order they happen;
+    they are not taken from file names (synth's batch-000000.npy may become b000001).
+
     \b
     Examples:
       streamproc ingest store inbox/
+      streamproc ingest store inbox/ --min-age 60 --move-to done/
       streamproc ingest store docs.parquet --vector-column embedding --id-column id --text-column text
     """
     options = ReadOptions(array=array, vector_column=vector_column, id_column=id_column, text_column=text_column)
     report = ingest(store, list(paths), read_options=options, dtype=dtype, chunk_rows=chunk_rows,
-                    drop_nonfinite=drop_nonfinite, min_age=min_age, wait=wait)
+                    drop_nonfinite=drop_nonfinite, min_age=min_age, wait=wait, move_to=move_to)
     return Report(report.to_dict(), _batch_lines(report, "non-finite rows dropped"),
                   exit_code=1 if report.failed else 0, errors=_failures(report))
 
@@ -87,6 +94,8 @@ def _batch_lines(report, dropped_what: str) -> str:
             lines.append(f"committed  {b.id}  {b.rows:,} rows  {b.source}{extra}")
         elif b.status == "duplicate":
             lines.append(f"duplicate  {b.id}  already ingested: {b.source}")
+        if b.moved_to:
+            lines.append(f"moved      {b.source} -> {b.moved_to}")
         elif b.status == "skipped":
             lines.append(f"skipped    younger than --min-age: {b.source}")
         else:
