@@ -44,22 +44,29 @@ def project_command(store, model_id, method, sample, seed, scheduler, wait):
 @click.option("--height", type=click.IntRange(min=200), default=900, show_default=True, help="PNG height in pixels.")
 @click.option("--color", type=click.Choice(["cluster", "outlier", "batch"]), default="cluster", show_default=True,
               help="What colours the points.")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="Write each cluster's id and top keyword (when the store has texts) at its centre.")
 @wait_option
 @reporting
-def render_command(store, output, model_id, width, height, color, wait):
+def render_command(store, output, model_id, width, height, color, labels, wait):
     """Draw every row of STORE on its 2-D map with datashader, coloured by cluster, outlier or batch.
 
     Labels and positions missing for new rows are computed first (as classify and project would).
-    Memory stays bounded whatever the number of rows.
+    Memory stays bounded whatever the number of rows. The line under the title names the
+    projection (a UMAP map's axes carry no units).
 
     \b
-    Example:
+    Examples:
       streamproc render store -o map.png --width 1600 --height 1200
+      streamproc render store -o batches.png --color batch
     """
     from ._render import render
 
-    data = render(store, output, model_id=model_id, width=width, height=height, color=color, wait=wait)
-    return Report(data, f"drew {data['rows']:,} rows ({data['k']} clusters) to {data['output']}")
+    data = render(store, output, model_id=model_id, width=width, height=height, color=color, labels=labels,
+                  wait=wait)
+    what = {"cluster": f"{data['k']} clusters", "outlier": "inliers and outliers",
+            "batch": f"{data['categories']} batch groups"}[color]
+    return Report(data, f"drew {data['rows']:,} rows ({what}) to {data['output']}")
 
 
 @main.command(name="report")
