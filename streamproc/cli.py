@@ -68,9 +68,13 @@ def main():
 
     \b
     A day with streamproc:
-      streamproc synth inbox --rows 100000 --dim 384      # or your own .npy/.npz/.parquet/.csv batches
-      streamproc ingest store inbox/                       # each file one atomic, idempotent batch
-      streamproc info store
+      streamproc synth inbox --rows 100000 --dim 384 --format parquet --texts   # or your own batches
+      streamproc ingest store inbox/ --id-column id --text-column text          # each file one atomic batch
+      streamproc fit store                              # PCA -> k-means for k = 4..32 -> Davies-Bouldin
+      streamproc classify store                         # label every new row, exactly once
+      streamproc render store -o map.png                # the map of every row, labelled clusters
+      streamproc report store -o report.html            # sizes, scores against k, keywords per cluster
+      streamproc export store -o labels.parquet         # the labels for other programs (.csv, .jsonl)
     """
 
 
