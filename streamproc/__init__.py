@@ -2,7 +2,7 @@
 
 The public API (imported lazily, so the command line starts fast)::
 
-    ingest, open_store, store_info, fit, FitOptions, load_model, classify, project, render,
+    ingest, open_store, store_info, fit, FitOptions, load_model, activate_model, classify, project, render,
     write_report, export_labels, StreamingPCA, CentroidClassifier, Model
 """
 
@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ingest": "_ingest", "open_store": "store", "store_info": "info", "fit": "_fit", "FitOptions": "_fit",
-    "load_model": "models", "classify": "_classify", "project": "_project", "render": "_render",
+    "load_model": "models", "activate_model": "models", "classify": "_classify", "project": "_project", "render": "_render",
     "write_report": "report", "export_labels": "export", "StreamingPCA": "pca",
     "CentroidClassifier": "classifier", "Model": "model",
 }

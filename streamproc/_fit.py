@@ -105,6 +105,9 @@ class FitOptions:
 
 @dataclass
 class FitResult:
+    """What ``fit`` made. Its repr is a one-line summary that says whether the model became the
+    store's current one (what classify, render and report use) and, if not, how to make it so."""
+
     model: Model
     current: bool
     rows: int
@@ -112,6 +115,21 @@ class FitResult:
     workers: list[str]
     aligned_to: str | None = None  # the model whose ids were kept, if any
     passes: dict = field(default_factory=dict)  # what the passes did: vector reads, one-read check, epochs
+    store: str = ""
+
+    def summary(self) -> str:
+        m = self.model
+        if self.current:
+            state = "the store's current model"
+        else:
+            state = (f"NOT the current model: classify, render and report keep using the current one; "
+                     f"make it current with streamproc.activate_model({self.store!r}, {m.id!r}) "
+                     f"(or fit with activate=True)")
+        return (f"model {m.id}: k={m.k}, {m.n_components} components ({m.explained_variance:.1%} of the "
+                f"variance), {self.rows:,} rows in {self.seconds:.1f} s; {state}")
+
+    def __repr__(self) -> str:
+        return f"<FitResult {self.summary()}>"
 
     def to_dict(self) -> dict:
         m = self.model
@@ -194,7 +212,7 @@ def fit(store_path: str | os.PathLike, options: FitOptions | None = None, *, k=N
                                                    align=options.align)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return FitResult(model, current, rows, time.perf_counter() - began, workers, aligned_to, passes)
+    return FitResult(model, current, rows, time.perf_counter() - began, workers, aligned_to, passes, str(store_path))
 
 
 def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
@@ -208,7 +226,8 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     draft = _draft_model(pca, options, model_id, store)
     one_read = _one_read_check(pca, basis, decided)
     sample_z = draft.transform(sample)
-    centroid_sets = methods.init_centroid_sets(options, sample_z)
+    with progress.step(f"{options.method} seeding on {len(sample_z):,} sample rows"):
+        centroid_sets = methods.init_centroid_sets(options, sample_z)
     source = projected_path if one_read["used"] else store.path / "vectors"
     reduced_path, total = _reduce_pass(draft, options, runner, source, basis if one_read["used"] else None,
                                        pca, vector_ranges, centroid_sets, staging)

@@ -32,6 +32,7 @@ class BatchResult:
     rows: int = 0
     dropped: int = 0
     error: str | None = None
+    moved_to: str | None = None
 
 
 @dataclass
@@ -81,6 +82,7 @@ def ingest(
     min_age: float = 0.0,
     wait: float = 0.0,
     allow_missing: tuple[str, ...] = (),
+    move_to: str | os.PathLike | None = None,
 ) -> IngestReport:
     """Add ``data`` to the store at ``store_path`` (created on first use).
 
@@ -89,7 +91,9 @@ def ingest(
     tables the name of a column, for arrays one value per row. Every batch is committed atomically and
     at most once: the same content again is reported as a duplicate.
     ``allow_missing`` ("ids", "texts"): columns a batch may lack although the store keeps them
-    (``--no-ids``/``--no-texts``); its rows are then recorded as missing those values."""
+    (``--no-ids``/``--no-texts``); its rows are then recorded as missing those values.
+    With ``move_to``, each file whose batch committed (or that was already ingested) is then moved
+    into that folder, so an inbox holds only files not yet ingested; a file that failed stays."""
     from .memory import is_array, is_table
 
     if is_table(data) or is_array(data) and not isinstance(data, str | os.PathLike):
@@ -105,7 +109,7 @@ def ingest(
     options_key = read_options.key() + (";drop_nonfinite" if drop_nonfinite else "")
     return ingest_files(store_path, paths, lambda path: read_slices(path, read_options), options_key,
                         formats=FORMATS, dtype=dtype, chunk_rows=chunk_rows, drop_nonfinite=drop_nonfinite,
-                        min_age=min_age, wait=wait, allow_missing=allow_missing)
+                        min_age=min_age, wait=wait, allow_missing=allow_missing, move_to=move_to)
 
 
 def _ingest_memory(store_path, data, *, ids, texts, read_options: ReadOptions, wait: float, **kw) -> IngestReport:
@@ -150,6 +154,7 @@ def ingest_files(
     wait: float = 0.0,
     check: Callable[[StoreWriter], None] | None = None,
     allow_missing: tuple[str, ...] = (),
+    move_to: str | os.PathLike | None = None,
 ) -> IngestReport:
     """The commit loop shared by ``ingest`` and ``embed``: each file of ``paths`` becomes one batch,
     its rows read by ``read(path)``; ``options_key`` (the options that change the rows) is part of
@@ -168,6 +173,8 @@ def ingest_files(
         for path in files:
             result = _ingest_file(writer, path, read, options_key, dtype=dtype, chunk_rows=chunk_rows,
                                   drop_nonfinite=drop_nonfinite, min_age=min_age, allow_missing=allow_missing)
+            if move_to is not None:
+                _move_after_commit(result, path, Path(move_to))
             results.append(result)
         rows = writer.manifest.rows if writer.manifest else 0
         if writer.manifest is None:
@@ -235,6 +242,28 @@ def _stage_and_commit(writer: StoreWriter, where: Path, pieces: Iterator[Slice],
                           columns=sorted(set(manifest.columns) | writer.new_columns)))
     writer.new_columns = set()
     return BatchResult(str(where), "committed", id=batch.id, rows=rows, dropped=dropped)
+
+
+def _move_after_commit(result: BatchResult, path: Path, folder: Path) -> None:
+    """``--move-to``: move a committed (or duplicate) file into ``folder``, never over another file;
+    a failed file stays where it is, and its error says so."""
+    if result.status == "failed":
+        result.error += f" (the file stays in {path.parent})"
+        return
+    if result.status not in ("committed", "duplicate"):
+        return
+    target = folder / path.name
+    n = 0
+    while target.exists():
+        n += 1
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+    except OSError as exc:
+        progress.warn(f"{path}: committed as {result.id}, but could not be moved to {folder}: {exc.strerror or exc}")
+        return
+    result.moved_to = str(target)
 
 
 def _duplicate_of(manifest, sha: str, options_key: str) -> Batch | None:

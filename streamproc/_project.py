@@ -112,9 +112,8 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
     sample_z = stats.sample_finalize(total).astype(np.float32)
     if len(sample_z) < 16:
         raise UsageError(f"--method {method} needs at least 16 rows to fit on, the model has {len(sample_z)}")
-    if method == "umap" and not numba_cache_warm():
-        progress.message("first UMAP run on this installation: numba compiles UMAP's functions once "
-                         "(about 2 minutes more; later runs reuse the compiled code)")
+    if method == "umap":
+        progress.announce_numba_compilation()
     progress.message(f"fitting {method} on {len(sample_z):,} sample rows ...")
     fit_map = _fit_tsne if method == "tsne" else _fit_umap
     return Projection(method, sample_z, fit_map(sample_z, model.metric, seed).astype(np.float32), seed)
@@ -123,11 +122,14 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
 def _fit_umap(sample_z: np.ndarray, metric: str, seed: int) -> np.ndarray:
     import warnings
 
-    import umap
+    with warnings.catch_warnings(), progress.step(f"project: UMAP on {len(sample_z):,} sample rows"):
+        warnings.simplefilter("ignore")  # numba's and umap's notes about threads and n_jobs
+        import umap
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed, metric=metric).fit(sample_z).embedding_
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed, metric=metric,
+                         tqdm_kwds=progress.umap_progress()).fit(sample_z).embedding_
 
 
 def _fit_tsne(sample_z: np.ndarray, metric: str, seed: int) -> np.ndarray:
@@ -138,21 +140,6 @@ def _fit_tsne(sample_z: np.ndarray, metric: str, seed: int) -> np.ndarray:
     # 2 jobs took 54 s for 800 rows against 6 s for 1; the FFT method above 10k rows uses them well
     jobs = 1 if len(sample_z) < 10_000 else os.cpu_count() or 1
     return np.asarray(TSNE(perplexity=perplexity, metric=metric, n_jobs=jobs, random_state=seed).fit(sample_z))
-
-
-def numba_cache_warm() -> bool:
-    """True when numba has cached compiled code of umap-learn / pynndescent already (``*.nbi`` index
-    files in their ``__pycache__``, or under ``NUMBA_CACHE_DIR``): the first run compiles them."""
-    from importlib.util import find_spec
-    from pathlib import Path
-
-    folders = [Path(os.environ["NUMBA_CACHE_DIR"])] if os.environ.get("NUMBA_CACHE_DIR") else []
-    for name in ("umap", "pynndescent"):
-        spec = find_spec(name)
-        if spec and spec.origin:
-            folders.append(Path(spec.origin).parent / "__pycache__")
-    return any(next(folder.rglob("*.nbi"), None) for folder in folders if folder.is_dir())
-
 
 def load_projection(store: Store, model_id: str) -> Projection | None:
     meta = store.manifest.models[model_id].get("projection")

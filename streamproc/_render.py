@@ -2,11 +2,14 @@
 
 Each block of positions is aggregated onto the same canvas (fixed ranges, from a first pass over
 the positions); per-category counts add up exactly, so the picture of 100M rows costs the memory of
-one block plus one canvas. Outliers are drawn on top in red so they stay visible.
+one block plus one canvas. Outliers are drawn on top in dark ink so they stay visible. Each cluster
+is labelled at its densest pixel with its id and top keyword; the line under the title names the
+projection.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -20,18 +23,58 @@ from .models import load_model
 from .store import Store
 
 COLORS = ("cluster", "outlier", "batch")
-LEGEND_WIDTH = 190
-TITLE_HEIGHT = 44
+LEGEND_WIDTH = 240
+TITLE_HEIGHT = 62
 MAX_BATCH_GROUPS = 20
 BLOCK_ROWS = 1_000_000
 OUTLIER_COLOR = "#111111"
+KEYWORD_SAMPLE = 20_000  # texts read (evenly spaced) to find each cluster's top keyword for its label
+LABEL_WINDOW = 31  # pixels: a cluster's label goes at the centre of its densest square of this size
+LIGHTNESS = (25, 85)  # CIE L* of the palette: visible on white, apart from the outlier ink
 
 
 def category_colors(n: int) -> list[str]:
+    """``n`` colours for categories, as distinct as can be: the first ``n`` of :func:`_palette`
+    (cycling past its end). Category ``i`` keeps its colour whatever ``n`` is."""
+    palette = _palette()
+    return [palette[i % len(palette)] for i in range(n)]
+
+
+@functools.cache
+def _palette() -> tuple[str, ...]:
+    """colorcet's Glasbey colours (made for many categories), reordered greedily so that every
+    prefix is as distinct as it can be: each next colour is the one farthest (CIE76 ΔE) from those
+    already taken and their paler tints (sparse areas are shaded towards white), from the white
+    background and from the outlier ink."""
     import colorcet
 
-    palette = list(colorcet.palette["glasbey_category10"])
-    return [palette[i % len(palette)] for i in range(n)]
+    candidates = [c for c in colorcet.glasbey if LIGHTNESS[0] <= hex_to_lab([c])[0, 0] <= LIGHTNESS[1]]
+    lab = hex_to_lab(candidates)
+    nearest = np.linalg.norm(lab[:, None] - hex_to_lab(["#ffffff", OUTLIER_COLOR])[None], axis=2).min(axis=1)
+    order = []
+    for _ in candidates:
+        i = int(np.argmax(nearest))
+        order.append(i)
+        tints = _tints(candidates[i])
+        nearest = np.minimum(nearest, np.linalg.norm(lab[:, None] - tints[None], axis=2).min(axis=1))
+        nearest[order] = -np.inf
+    return tuple(candidates[i] for i in order)
+
+
+def _tints(color: str, alphas=(0.55, 0.7, 0.85, 1.0)) -> np.ndarray:
+    """L*a*b* of ``color`` drawn at these opacities on white (as the map's sparse pixels are)."""
+    rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
+    return hex_to_lab(["#" + "".join(f"{round(a * v + (1 - a) * 255):02x}" for v in rgb) for a in alphas])
+
+
+def hex_to_lab(colors: list[str]) -> np.ndarray:
+    """CIE L*a*b* (D65) of ``#rrggbb`` colours: one row each."""
+    rgb = np.array([[int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in colors])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.c_[116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])]
 
 
 def aggregate_blocks(blocks, canvas, n_categories: int):
@@ -54,6 +97,25 @@ def aggregate_blocks(blocks, canvas, n_categories: int):
     return template.copy(data=total)
 
 
+def top_keywords(store: Store, model, rows: int, *, lang: str = "en") -> list[str] | None:
+    """Each cluster's top keyword (c-TF-IDF over an evenly spaced sample of its texts), or None
+    when the store has no texts."""
+    if not store.has_column("texts"):
+        return None
+    from .keywords import KeywordCounter
+
+    counter = KeywordCounter(model.k, lang)
+    labels_name = f"models/{model.id}/labels"
+    step = max(1, rows // KEYWORD_SAMPLE)
+    with progress.bar(rows, "render: keywords") as bar:
+        for a, b, got in store.iter_rows(["texts", labels_name], 0, rows, BLOCK_ROWS):
+            offset = -a % step  # the rows a multiple of step, whatever the block boundaries
+            positions = label_positions(model, got[labels_name][offset::step])  # cluster ids -> 0 .. k-1
+            counter.update(got["texts"][offset::step].tolist(), positions.tolist())
+            bar.update(b - a)
+    return [terms[0][0] if terms else "" for terms in counter.top(1)]
+
+
 def _categories(store: Store, model_id: str, color: str, a: int, b: int) -> tuple[np.ndarray, int, list[str]]:
     if color == "cluster":
         model = load_model(store, model_id)
@@ -73,8 +135,11 @@ def _categories(store: Store, model_id: str, color: str, a: int, b: int) -> tupl
     return group, groups, names
 
 
-def render_image(store: Store, model_id: str, *, width: int, height: int, color: str):
-    """The composed picture (a PIL image) and the facts about it."""
+def render_image(store: Store, model_id: str, *, width: int, height: int, color: str, labels: bool = True,
+                 keywords: list[str] | None = None):
+    """The composed picture (a PIL image) and the facts about it. With ``labels`` (and colour by
+    cluster), each cluster's id and top keyword (``keywords``, else read from the store's texts)
+    are written at its densest pixel."""
     import datashader as ds
     import datashader.transfer_functions as tf
     from PIL import Image
@@ -95,7 +160,7 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
     _, n_cat, names = _categories(store, model.id, color, 0, 1)
 
     def blocks(only_outliers=False):
-        with progress.bar(rows, "render") as bar:
+        with progress.bar(rows, "render: outliers" if only_outliers else "render") as bar:
             outlier = f"models/{model.id}/outlier"
             for a, b, got in store.iter_rows([path, outlier] if only_outliers else [path], 0, rows, BLOCK_ROWS):
                 xy = got[path]
@@ -121,20 +186,83 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
     counts = agg.values.sum(axis=(0, 1))
     page = Image.new("RGB", (width, height), "white")
     page.paste(plot, (0, TITLE_HEIGHT))
-    _draw_text(page, model, rows, color, names, colors, counts, plot_w)
-    facts = {"rows": rows, "behind": store.rows - rows, "k": model.k, "width": width, "height": height,
-             "color": color, "plot_area": [0, TITLE_HEIGHT, plot_w, height], "categories": len(names)}
+    placed = []
+    if labels and color == "cluster":
+        if keywords is None:
+            keywords = top_keywords(store, model, rows)
+        placed = cluster_labels(agg.values, keywords, model.classes_)
+        names = [f"{name} · {keywords[c]}" if keywords and keywords[c] else name for c, name in enumerate(names)]
+        _draw_labels(page, placed)
+    _draw_text(page, model, rows, color, names, colors, counts, plot_w,
+               projection_note(store.manifest.models[model.id]["projection"]))
+    facts = {"rows": rows, "behind": store.rows - rows, "k": model.k, "width": width, "height": height, "color": color,
+             "plot_area": [0, TITLE_HEIGHT, plot_w, height], "categories": len(names), "labels": placed}
     return page, facts
 
 
-def _draw_text(page, model, rows, color, names, colors, counts, plot_w) -> None:
+def cluster_labels(counts: np.ndarray, keywords: list[str] | None, ids) -> list[dict]:
+    """Where each cluster's label (its id, and top keyword) goes: the middle of its main blob in the
+    (height x width x k) count aggregate (:func:`_blob_centre`), in page coordinates (datashader's row 0
+    is the bottom of the plot). ``ids``: the cluster id of each category."""
+    height = counts.shape[0]
+    out = []
+    for c in range(counts.shape[2]):
+        if counts[:, :, c].max() == 0:
+            continue
+        row, col = _blob_centre(counts[:, :, c].astype(np.float64))
+        cid = int(ids[c])
+        text = f"{cid} {keywords[c]}" if keywords and keywords[c] else str(cid)
+        out.append({"cluster": cid, "text": text, "x": int(col), "y": int(height - 1 - row) + TITLE_HEIGHT})
+    return out
+
+
+def _blob_centre(image: np.ndarray) -> tuple[int, int]:
+    """The count-weighted centre of the ``3 * LABEL_WINDOW`` square around the densest
+    ``LABEL_WINDOW`` square of ``image``: the middle of its main blob, whatever stray points elsewhere."""
+    row, col = np.unravel_index(int(np.argmax(_box_sums(image, LABEL_WINDOW))), image.shape)
+    r0, c0 = max(row - LABEL_WINDOW, 0), max(col - LABEL_WINDOW, 0)
+    window = image[r0:row + LABEL_WINDOW + 1, c0:col + LABEL_WINDOW + 1]
+    rows, cols = np.indices(window.shape)
+    total = window.sum()
+    return int(round((rows * window).sum() / total)) + r0, int(round((cols * window).sum() / total)) + c0
+
+
+def _box_sums(image: np.ndarray, size: int) -> np.ndarray:
+    """Sum over the ``size`` x ``size`` square centred on each pixel (zero outside the image)."""
+    half = size // 2
+    padded = np.pad(image, half + 1)
+    table = padded.cumsum(axis=0).cumsum(axis=1)
+    h, w = image.shape
+    top, left, bottom, right = slice(0, h), slice(0, w), slice(size, size + h), slice(size, size + w)
+    return table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
+
+
+def projection_note(projection: dict) -> str:
+    if projection["method"] == "pca":
+        return "projection: the first two PCA components of the model's reduced rows"
+    return (f"projection: UMAP fitted on {projection.get('sample', 0):,} sample rows, the others placed by their "
+            "nearest sample neighbours; its axes carry no units (only neighbourhoods are meaningful)")
+
+
+def _draw_labels(page, placed: list[dict]) -> None:
+    from PIL import ImageDraw, ImageFont
+
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=15)
+    for label in placed:
+        draw.text((label["x"], label["y"]), label["text"], fill="#111111", font=font, anchor="mm",
+                  stroke_width=3, stroke_fill="white")
+
+
+def _draw_text(page, model, rows, color, names, colors, counts, plot_w, note) -> None:
     from PIL import ImageDraw, ImageFont
 
     draw = ImageDraw.Draw(page)
     font = ImageFont.load_default(size=18)
     small = ImageFont.load_default(size=13)
     title = f"{rows:,} rows · k = {model.k} · model {model.id} · coloured by {color}"
-    draw.text((12, 12), title, fill="#1f2933", font=font)
+    draw.text((12, 10), title, fill="#1f2933", font=font)
+    draw.text((12, 36), note, fill="#52606d", font=small)
     draw.line([(0, TITLE_HEIGHT - 1), (page.width, TITLE_HEIGHT - 1)], fill="#d9dee3")
     x, y = plot_w + 14, TITLE_HEIGHT + 10
     shown = min(len(names), (page.height - y - 40) // 20)
@@ -151,14 +279,15 @@ def _draw_text(page, model, rows, color, names, colors, counts, plot_w) -> None:
 
 
 def render(store_path: str | os.PathLike, output: str | os.PathLike, *, model_id: str | None = None,
-           width: int = 1200, height: int = 900, color: str = "cluster") -> dict:
+           width: int = 1200, height: int = 900, color: str = "cluster", labels: bool = True) -> dict:
     output = Path(output)
     if output.suffix.lower() != ".png":
         raise UsageError(f"-o {output}: expected a .png file name")
     if color not in COLORS:
         raise UsageError(f"--color must be one of {', '.join(COLORS)}, got {color!r}")
     check_writable(output)
-    page, facts = render_image(Store.open(store_path), model_id, width=width, height=height, color=color)
+    page, facts = render_image(Store.open(store_path), model_id, width=width, height=height, color=color,
+                               labels=labels)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp.png")
     page.save(tmp)
     os.replace(tmp, output)

@@ -28,13 +28,14 @@ class Report:
     text: str = ""
     exit_code: int = 0
     warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # what went wrong (also in text): shown even under --quiet
 
 
 def reporting(fn):
     """Add --json and --quiet, and turn library errors into messages and exit codes."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages on stderr.")
+    @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (on stderr).")
     @functools.wraps(fn)
     def wrapper(*args, as_json: bool, quiet: bool, **kwargs):
         progress.configure(quiet=quiet or as_json)
@@ -46,6 +47,9 @@ def reporting(fn):
             fail(os_error_message(exc), 1, as_json)
         if as_json:
             click.echo(json.dumps(report.data))
+        elif quiet:
+            for line in report.errors:
+                click.echo(f"Error: {line}", err=True)
         elif report.text:
             click.echo(report.text)
         for warning in report.warnings:
@@ -111,9 +115,13 @@ def main():
 
     \b
     A day with streamproc:
-      streamproc synth inbox --rows 100000 --dim 384      # or your own .npy/.npz/.parquet/.csv batches
-      streamproc ingest store inbox/                       # each file one atomic, idempotent batch
-      streamproc info store
+      streamproc synth inbox --rows 100000 --dim 384 --format parquet --texts   # or your own batches
+      streamproc ingest store inbox/ --id-column id --text-column text          # each file one atomic batch
+      streamproc fit store                              # PCA -> k-means for k = 4..32 -> Davies-Bouldin
+      streamproc classify store                         # label every new row, exactly once
+      streamproc render store -o map.png                # the map of every row, labelled clusters
+      streamproc report store -o report.html            # sizes, scores against k, keywords per cluster
+      streamproc export store -o labels.parquet         # the labels for other programs (.csv, .jsonl)
     """
 
 

@@ -56,10 +56,13 @@ def synth(out_dir, rows, dim, clusters, batch_rows, fmt, texts, seed, first_batc
 @click.option("--no-texts", is_flag=True, help="Allow files without texts into a store that keeps texts "
               "(their rows are stored as having none).")
 @click.option("--no-ids", is_flag=True, help="Allow files without ids into a store that keeps ids.")
+@click.option("--move-to", type=click.Path(file_okay=False), metavar="DIR",
+              help="Move each file into DIR once its batch has committed (or it was already ingested); "
+                   "a file that fails stays where it is. Keeps a cron inbox small.")
 @wait_option
 @reporting
 def ingest_command(store, paths, array, vector_column, id_column, text_column, dtype, chunk_rows,
-                   drop_nonfinite, min_age, no_texts, no_ids, wait):
+                   drop_nonfinite, min_age, no_texts, no_ids, move_to, wait):
     """Add each file of PATHS (or each known file in a PATHS directory) to STORE as one batch.
 
     STORE is created by the first ingest. Every file is committed atomically on its own, and a file
@@ -67,17 +70,26 @@ def ingest_command(store, paths, array, vector_column, id_column, text_column, d
     and again. A bad file is reported and skipped; the others still commit (exit code 1). Once a
     store keeps texts (or ids), a file without them is refused unless --no-texts (--no-ids).
 
+    Batch ids (b000001, b000002, ...) number the store's commits from 1 in the order they happen;
+    they are not taken from file names (synth's batch-000000.npy may become b000001).
+
     \b
     Examples:
       streamproc ingest store inbox/
+      streamproc ingest store inbox/ --min-age 60 --move-to done/
       streamproc ingest store docs.parquet --vector-column embedding --id-column id --text-column text
     """
     options = ReadOptions(array=array, vector_column=vector_column, id_column=id_column, text_column=text_column)
     allow_missing = tuple(name for name, flag in (("texts", no_texts), ("ids", no_ids)) if flag)
     report = ingest(store, list(paths), read_options=options, dtype=dtype, chunk_rows=chunk_rows,
-                    drop_nonfinite=drop_nonfinite, min_age=min_age, wait=wait, allow_missing=allow_missing)
+                    drop_nonfinite=drop_nonfinite, min_age=min_age, wait=wait, allow_missing=allow_missing,
+                    move_to=move_to)
     return Report(report.to_dict(), _batch_lines(report, "non-finite rows dropped"),
-                  exit_code=1 if report.failed else 0)
+                  exit_code=1 if report.failed else 0, errors=_failures(report))
+
+
+def _failures(report) -> list[str]:
+    return [b.error for b in report.batches if b.status == "failed"]
 
 
 def _batch_lines(report, dropped_what: str) -> str:
@@ -88,6 +100,8 @@ def _batch_lines(report, dropped_what: str) -> str:
             lines.append(f"committed  {b.id}  {b.rows:,} rows  {b.source}{extra}")
         elif b.status == "duplicate":
             lines.append(f"duplicate  {b.id}  already ingested: {b.source}")
+        if b.moved_to:
+            lines.append(f"moved      {b.source} -> {b.moved_to}")
         elif b.status == "skipped":
             lines.append(f"skipped    younger than --min-age: {b.source}")
         else:
@@ -141,7 +155,7 @@ def embed_command(store, paths, text_column, id_column, encoder, batch_size, ski
     if result.texts:
         text += (f"\nembedded {result.texts:,} texts with {result.encoder['name']} ({result.encoder['dim']}-d) "
                  f"at {data['texts_per_s']:,.0f} texts/s")
-    return Report(data, text, exit_code=1 if result.ingest.failed else 0)
+    return Report(data, text, exit_code=1 if result.ingest.failed else 0, errors=_failures(result.ingest))
 
 
 @main.command()

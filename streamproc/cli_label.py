@@ -78,19 +78,24 @@ def _advice(result, store) -> str:
 
 @main.command(name="export")
 @click.argument("store", type=click.Path(file_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="FILE.parquet or FILE.csv")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="FILE.parquet, FILE.csv or FILE.jsonl (one JSON object per row)")
 @click.option("--model", "model_id", help="Model id (default: the store's current model).")
-@click.option("--since-batch", help="Only rows of batches after this batch id (exclusive).")
+@click.option("--since-batch", help="Only rows of batches after this batch id (exclusive; ids as `info` lists "
+                                    "them: b000001 is the store's first batch).")
+@click.option("--with-texts", is_flag=True, help="Add each row's text (a `text` column) beside its id.")
 @reporting
-def export_command(store, output, model_id, since_batch):
-    """Write the labelled rows of STORE to a Parquet or CSV file (columns model, id, row, batch, label,
-    distance, confidence, outlier). Streams in bounded memory; the file appears complete or not at all.
+def export_command(store, output, model_id, since_batch, with_texts):
+    """Write the labelled rows of STORE to a Parquet, CSV or JSON Lines file (columns model, id, row,
+    batch, label, distance, confidence, outlier; and text with --with-texts). Streams in bounded
+    memory; the file appears complete or not at all.
 
     \b
-    Example:
-      streamproc export store -o labels.parquet --since-batch b000041
+    Examples:
+      streamproc export store -o labels.parquet --since-batch b000001
+      streamproc export store -o labels.jsonl --with-texts
     """
     from .export import export_labels
 
-    data = export_labels(store, output, model_id=model_id, since_batch=since_batch)
+    data = export_labels(store, output, model_id=model_id, since_batch=since_batch, with_texts=with_texts)
     return Report(data, f"wrote {data['rows']:,} labelled rows of model {data['model']} to {data['output']}")

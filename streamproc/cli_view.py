@@ -50,21 +50,27 @@ def project_command(store, model_id, method, sample, seed, scheduler, wait):
               help=f"PNG height in pixels (at most {MAX_PIXELS}).")
 @click.option("--color", type=click.Choice(["cluster", "outlier", "batch"]), default="cluster", show_default=True,
               help="What colours the points.")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="Write each cluster's id and top keyword (when the store has texts) at its centre.")
 @reporting
-def render_command(store, output, model_id, width, height, color):
+def render_command(store, output, model_id, width, height, color, labels):
     """Draw every row of STORE on its 2-D map with datashader, coloured by cluster, outlier or batch.
 
     Only reads: it draws the rows that `classify` labelled and `project` placed, and says what to
     run when newer rows are missing. Never takes the lock; memory stays bounded whatever the rows.
+    The line under the title names the projection (a UMAP map's axes carry no units).
 
     \b
-    Example:
+    Examples:
       streamproc render store -o map.png --width 1600 --height 1200
+      streamproc render store -o batches.png --color batch
     """
     from ._render import behind_message, render
 
-    data = render(store, output, model_id=model_id, width=width, height=height, color=color)
-    return Report(data, f"drew {data['rows']:,} rows ({data['k']} clusters) to {data['output']}",
+    data = render(store, output, model_id=model_id, width=width, height=height, color=color, labels=labels)
+    what = {"cluster": f"{data['k']} clusters", "outlier": "inliers and outliers",
+            "batch": f"{data['categories']} batch groups"}[color]
+    return Report(data, f"drew {data['rows']:,} rows ({what}) to {data['output']}",
                   warnings=[w for w in [behind_message(store, data["behind"])] if w])
 
 

@@ -202,6 +202,10 @@ class Model:
         if len(self.fit_rows) != 2 or not 0 <= self.fit_rows[0] <= self.fit_rows[1]:
             raise ModelError(f"{where}: damaged model, fit_rows {list(self.fit_rows)} is not a row range")
 
+    def __repr__(self) -> str:
+        return (f"<Model {self.id}: k={self.k}, {self.dim}-d -> {self.n_components} components, "
+                f"metric {self.metric}>")
+
     def _check_shapes(self, where) -> None:
         for name in ("pca_mean", "pca_components", "scale", "centroids", "quantiles", "cluster_sizes", "spectrum"):
             if getattr(self, name) is None:

@@ -81,10 +81,11 @@ def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, mo
     store = Store.open(store_path)
     model = load_model(store, model_id)
     rows = drawable_rows(store, model.id)
-    page, _ = render_image(store, model.id, width=1100, height=760, color="cluster")
+    summary = cluster_summary(store, model, rows, lang=lang)
+    keywords = [terms[0][0] if terms else "" for terms in summary["keywords"]] if summary["keywords"] else None
+    page, _ = render_image(store, model.id, width=1100, height=760, color="cluster", keywords=keywords)
     buffer = io.BytesIO()
     page.save(buffer, format="PNG")
-    summary = cluster_summary(store, model, rows, lang=lang)
     html = _html(store, model, rows, base64.b64encode(buffer.getvalue()).decode(), summary)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     tmp.write_text(html, encoding="utf-8")

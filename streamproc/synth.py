@@ -32,6 +32,18 @@ TOPICS = {
     "movies": "director actor film cinema sequel premiere trailer scene screenplay studio oscar cast".split(),
     "weather": "storm rain forecast snow thunder humidity wind cloud temperature sunny frost drought".split(),
     "pets": "puppy kitten vet leash litter fetch purr breed adopt collar treat aquarium".split(),
+    "chess": "checkmate bishop knight pawn rook gambit castling opening endgame grandmaster tournament board".split(),
+    "fashion": "dress jacket denim runway designer fabric stitch sneakers collection boutique silk tailor".split(),
+    "coffee": "espresso latte barista roast arabica grinder brew crema mug cappuccino bean cafe".split(),
+    "hiking": "trail summit backpack boots ridge camp tent ascent valley map compass hike".split(),
+    "photography": "camera lens shutter aperture tripod exposure portrait zoom pixel flash photo sensor".split(),
+    "history": "empire medieval dynasty archive ancient treaty revolution castle monarch century war historian".split(),
+    "software": "code bug compiler python deploy server commit function database api repository debugging".split(),
+    "fitness": "workout gym squat treadmill cardio muscle stretch yoga protein push marathon trainer".split(),
+    "books": "novel author chapter library poetry publisher paperback reader fiction bookshop plot biography".split(),
+    "ocean": "whale coral reef tide shark dolphin sailor wave harbor diving seaweed lighthouse".split(),
+    "housing": "mortgage rent landlord tenant apartment lease renovation roof plumbing realtor neighbourhood deposit".split(),
+    "gaming": "console controller level quest multiplayer arcade joystick boss respawn loot gamer speedrun".split(),
 }
 FILLER = "the a this my our very really just so and with about today new".split()
 
@@ -84,16 +96,24 @@ class Mixture:
         return x, labels
 
     def texts(self, index: int, labels: np.ndarray) -> list[str]:
-        """One short text per row, drawn from its cluster's topic words (cycling through the topics)."""
+        """One short text per row, drawn from its cluster's own topic words."""
         rng = np.random.default_rng([self.seed, index, 7])
-        topics = list(TOPICS.values())
         out = []
         for label in labels.tolist():
-            words = topics[label % len(topics)]
+            words = topic_words(label)
             picked = rng.choice(words, size=rng.integers(4, 8)).tolist() + rng.choice(FILLER, size=3).tolist()
             rng.shuffle(picked)
             out.append(" ".join(picked).capitalize() + ".")
         return out
+
+
+def topic_words(cluster: int) -> list[str]:
+    """Cluster ``cluster``'s words: a topic of its own (no two clusters share one; clusters past the
+    last topic get made-up words of their own, ``topic24w0``...)."""
+    topics = list(TOPICS.values())
+    if cluster < len(topics):
+        return topics[cluster]
+    return [f"topic{cluster}w{j}" for j in range(12)]
 
 
 def write_batches(

@@ -27,3 +27,6 @@ def test_cron_simulation_labels_every_row_once(tmp_path):
     assert labelled == [6000 + 3000, 3000, 3000, 3000]
     (model,) = info["models"]
     assert model["watermark"] == info["rows"]
+    # every ingested file left the inbox (--move-to): the next run lists and hashes only new files
+    assert not list((tmp_path / "inbox").glob("batch-*.npy"))
+    assert len(list((tmp_path / "inbox" / "ingested").glob("batch-*.npy"))) == 6  # day 0 too (duplicates)

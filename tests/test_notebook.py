@@ -87,10 +87,30 @@ def test_fit_takes_keywords_and_options_are_checked_where_they_are_built(tmp_pat
     result = sp.fit(store, k=[3, 4], metric="cosine", seed=1)
     assert result.model.metric == "cosine" and result.model.k in (3, 4) and result.current
     second = sp.fit(store, k="3:5")
-    assert second.current is False and "not current" in repr(second) and "activate" in repr(second)
+    assert second.current is False and "NOT the current model" in repr(second) and "activate" in repr(second)
     for bad, message in (({"ks": []}, "ks (--k) is empty"), ({"ks": [1, 4]}, "every k >= 2"),
                          ({"solver": "svd"}, "solver (--pca-solver) must be one of covariance, incremental")):
         with pytest.raises(UsageError, match=re.escape(message)):
             sp.FitOptions(**bad)
     out = cli.json("fit", store, "--k", "3", "--pca-solver", "covariance", "--sample", "2", code=2, schema="error")
     assert "sample (--sample) 2 is smaller than the largest k (3)" in out["error"]
+
+
+def test_refit_result_says_it_is_not_current_and_activate_makes_it_current(tmp_path):
+    x = np.random.default_rng(0).standard_normal((400, 8)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    store = tmp_path / "store"
+    sp.ingest(store, [tmp_path / "x.npy"])
+    first = sp.fit(store, sp.FitOptions(ks=[2, 3]))
+    assert first.current and "current model" in repr(first) and "NOT" not in repr(first)
+    second = sp.fit(store, sp.FitOptions(ks=[2, 3], seed=1))
+    text = repr(second)
+    assert not second.current and "NOT the current model" in text
+    assert f"streamproc.activate_model({str(store)!r}, {second.model.id!r})" in text
+    assert len(text) < 400 and "array(" not in text and "\n" not in text  # a summary, not arrays
+    assert "array(" not in repr(second.model) and second.model.id in repr(second.model)
+    assert sp.load_model(store).id == first.model.id
+    sp.activate_model(store, second.model.id)  # what the summary says to do
+    assert sp.load_model(store).id == second.model.id
+    third = sp.fit(store, sp.FitOptions(ks=[2]), activate=True)
+    assert third.current and sp.load_model(store).id == third.model.id

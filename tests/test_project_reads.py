@@ -47,15 +47,3 @@ def _projection_array(store_path, model_id):
     meta = Store.open(store_path).manifest.models[model_id]["projection"]
     return store_path / "models" / model_id / meta["array"]
 
-
-def test_first_umap_run_is_announced(tmp_path, monkeypatch):
-    """With an empty numba cache the UMAP fit says it compiles first; with a warm one it does not."""
-    from streamproc._project import numba_cache_warm
-
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
-    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    assert not numba_cache_warm()
-    (tmp_path / "cache" / "umap").mkdir()
-    (tmp_path / "cache" / "umap" / "layouts.rdist-31.py311.nbi").write_bytes(b"")
-    assert numba_cache_warm()

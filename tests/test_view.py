@@ -1,5 +1,6 @@
 """project, render, report and keywords: real UMAP, real datashader PNGs, real HTML."""
 
+import json
 import re
 import warnings
 
@@ -98,18 +99,19 @@ def test_chunked_aggregation_equals_one_canvas():
 
 
 def _distinct_colours(region: np.ndarray, palette: list[str]) -> int:
-    """How many palette colours appear at full strength on at least 20 pixels (the densest pixels of
-    each cluster are drawn opaque in its own colour)."""
+    """How many palette colours appear at (nearly: 12 levels per channel) full strength on at least 20
+    pixels (the densest pixels of each cluster are drawn opaque in its own colour)."""
     pixels = region.reshape(-1, 3).astype(int)
     found = 0
     for colour in palette:
         rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
-        found += int((np.abs(pixels - rgb).max(axis=1) <= 6).sum() >= 20)
+        found += int((np.abs(pixels - rgb).max(axis=1) <= 12).sum() >= 20)
     return found
 
 
 def test_render_png_size_and_colours(cli, store, tmp_path):
-    out = cli.json("render", store, "-o", tmp_path / "map.png", "--width", "900", "--height", "700", schema="render")
+    out = cli.json("render", store, "-o", tmp_path / "map.png", "--width", "900", "--height", "700", "--no-labels",
+                   schema="render")  # labels would cover the clusters' densest (full-colour) pixels
     image = Image.open(tmp_path / "map.png").convert("RGB")
     assert image.size == (900, 700)
     left, top, right, bottom = out["plot_area"]
@@ -206,3 +208,80 @@ def test_render_and_report_only_read_and_say_what_to_run(cli, tmp_path):
     result = cli("report", store, "-o", tmp_path / "r.html")
     assert "500 newer rows are not labelled or placed yet" in result.stderr
     assert "streamproc classify" in result.stderr and "streamproc project" in result.stderr
+
+
+def _nearest_colour(pixels: np.ndarray, colours: list[str]) -> np.ndarray:
+    """Index of the colour each pixel was drawn in, at any opacity from 50% on white."""
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colours], dtype=float)
+    alphas = np.linspace(0.5, 1.0, 6)
+    tints = alphas[None, :, None] * rgb[:, None, :] + (1 - alphas[None, :, None]) * 255  # colour x alpha x rgb
+    distance = np.linalg.norm(pixels[:, None, None, :] - tints[None], axis=3).min(axis=2)
+    return distance.argmin(axis=1)
+
+
+def test_map_labels_each_cluster_at_its_centre_with_its_keyword(store, tmp_path):
+    from conftest import run_streamproc, validate
+
+    from streamproc._render import category_colors
+    from streamproc.synth import TOPICS
+
+    out = validate(json.loads(run_streamproc("render", store, "-o", tmp_path / "l.png", "--json").stdout), "render")
+    run_streamproc("render", store, "-o", tmp_path / "n.png", "--no-labels", "-q")
+    left, top, right, bottom = out["plot_area"]
+    labelled = np.asarray(Image.open(tmp_path / "l.png").convert("L")).astype(int)
+    bare_rgb = np.asarray(Image.open(tmp_path / "n.png").convert("RGB"))
+    bare = np.asarray(Image.open(tmp_path / "n.png").convert("L")).astype(int)
+    colours = category_colors(out["k"])
+    topic_words = {w for words in TOPICS.values() for w in words}
+    assert sorted(label["cluster"] for label in out["labels"]) == list(range(out["k"]))
+    for label in out["labels"]:
+        c, x, y = label["cluster"], label["x"], label["y"]
+        number, word = label["text"].split(" ", 1)
+        assert number == str(c) and word in topic_words, label
+        # the label sits on its cluster: around it, the unlabelled map's points are mostly the cluster's colour
+        around = bare_rgb[max(y - 30, top):y + 31, max(x - 30, left):x + 31].reshape(-1, 3).astype(float)
+        owners = _nearest_colour(around[around.min(axis=1) < 235], colours)
+        assert len(owners) >= 20 and np.bincount(owners, minlength=len(colours)).argmax() == c, label
+        # and its text is there: dark ink around (x, y) that the unlabelled map does not have
+        box = (slice(y - 8, y + 9), slice(max(x - 30, 0), x + 31))
+        assert ((labelled[box] < 80) & (bare[box] >= 80)).sum() >= 30, label
+
+
+def test_map_without_texts_labels_ids_and_names_its_projection(cli, tmp_path):
+    np.save(tmp_path / "x.npy", MIX.batch(0, 3000)[0])
+    cli.json("ingest", tmp_path / "s", tmp_path / "x.npy")
+    cli.json("fit", tmp_path / "s", "--k", "6")
+    cli.json("project", tmp_path / "s", "--method", "pca")
+    out = cli.json("render", tmp_path / "s", "-o", tmp_path / "m.png", schema="render")
+    assert [label["text"] for label in sorted(out["labels"], key=lambda la: la["cluster"])] == [str(c) for c in range(6)]
+    title = np.asarray(Image.open(tmp_path / "m.png").convert("L"))[34:52, :600]
+    assert (title < 150).sum() > 200  # the line under the title naming the projection
+
+    from streamproc._render import projection_note
+
+    assert "PCA" in projection_note({"method": "pca"})
+    assert "no units" in projection_note({"method": "umap", "sample": 50_000}) and "50,000" in projection_note(
+        {"method": "umap", "sample": 50_000})
+
+
+def test_twenty_colours_have_no_near_twins():
+    from itertools import combinations
+
+    from streamproc._render import category_colors, hex_to_lab
+
+    np.testing.assert_allclose(hex_to_lab(["#ff0000", "#ffffff", "#000000"]),
+                               [[53.24, 80.09, 67.20], [100, 0, 0], [0, 0, 0]], atol=0.1)  # CIE L*a*b* references
+    colours = category_colors(20)
+    lab = hex_to_lab(colours)
+    closest = min(np.linalg.norm(lab[a] - lab[b]) for a, b in combinations(range(20), 2))
+    assert closest > 30, closest  # CIE76 ΔE: about 2.3 is just noticeable; 30 reads as a different hue
+    assert len(set(colours)) == 20 and category_colors(30)[:20] == colours  # a cluster keeps its colour
+
+
+def test_render_says_what_it_coloured(store, tmp_path):
+    from conftest import run_streamproc
+
+    text = run_streamproc("render", store, "-o", tmp_path / "b.png", "--color", "batch").stdout
+    assert "batch groups" in text and "clusters" not in text
+    assert "inliers and outliers" in run_streamproc("render", store, "-o", tmp_path / "o.png", "--color",
+                                                    "outlier").stdout
