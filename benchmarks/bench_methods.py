@@ -137,7 +137,12 @@ print(json.dumps({"seconds": time.perf_counter() - began, "components": z.shape[
 """
 
 
-def scale(rows: int, dim: int, sklearn_rows: list[int], limit: float) -> None:
+FITS = {"kmeans": {}, "ward": {"method": "agglomerative"},
+        "average-cosine": {"method": "agglomerative", "linkage": "average", "metric": "cosine"},
+        "hdbscan": {"method": "hdbscan", "min_cluster_size": 50}}
+
+
+def scale(rows: int, dim: int, fits: list[str], sklearn_rows: list[int], limit: float) -> None:
     npy = npy_path(rows, dim)
     store = npy.with_name(f"methods-store-{rows}x{dim}")
     if not (store / "manifest.json").exists():
@@ -146,11 +151,8 @@ def scale(rows: int, dim: int, sklearn_rows: list[int], limit: float) -> None:
     print(f"commit {commit()}; {rows:,} x {dim} float32; k in 8..32 (6 values); the machine is shared")
     import json
 
-    for label, kw in [("kmeans", {}), ("agglomerative ward", {"method": "agglomerative"}),
-                      ("agglomerative average cosine", {"method": "agglomerative", "linkage": "average",
-                                                        "metric": "cosine"}),
-                      ("hdbscan (umap-5)", {"method": "hdbscan", "min_cluster_size": 50})]:
-        r = run(FIT, store, json.dumps(kw))
+    for label in fits:
+        r = run(FIT, store, json.dumps(FITS[label]))
         print(f"fit {label:30} {r['wall']:7.1f} s  {gib(r['peak_rss'])}  k={r.get('k')}  "
               f"{r.get('error', '')}", flush=True)
     r = run(PROJECT, store)
@@ -170,13 +172,14 @@ def main() -> None:
     parser.add_argument("what", choices=["quality", "scale"])
     parser.add_argument("--rows", type=int, default=416_000)
     parser.add_argument("--dim", type=int, default=2560)
+    parser.add_argument("--fits", default=",".join(FITS), help="which fits to run, of " + ",".join(FITS))
     parser.add_argument("--sklearn-rows", default="10000,20000,40000,80000")
     parser.add_argument("--limit", type=float, default=900, help="seconds before a scikit-learn run is stopped")
     args = parser.parse_args()
     if args.what == "quality":
         quality()
     else:
-        scale(args.rows, args.dim, [int(n) for n in args.sklearn_rows.split(",")], args.limit)
+        scale(args.rows, args.dim, args.fits.split(","), [int(n) for n in args.sklearn_rows.split(",")], args.limit)
 
 
 if __name__ == "__main__":
