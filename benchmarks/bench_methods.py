@@ -57,10 +57,12 @@ def quality() -> None:
     from streamproc._fit import FitOptions, fit
     from streamproc._ingest import ingest
 
-    print(f"commit {commit()}; k by lowest DB over 2..32; ARI of the labels classify stores (logistic) "
-          "against the truth and against k-means; held-out accuracy against the method's partition")
-    print(f"{'data':24} {'method':16} {'k':>3} {'ARI true':>8} {'vs kmeans':>9} {'logistic':>8} {'nearest':>8} "
-          f"{'conf':>6} {'noise':>6} {'s':>6}")
+    print(f"commit {commit()}; k by lowest DB over 2..32; ARI of the labels classify stores (--classifier "
+          "logistic) against the truth and against k-means; on the held-out fifth of the sample: the candidate "
+          "kept, accuracy against the method's partition of the regression, of nearest-centroid and of the "
+          "kept one, and its mean confidence")
+    print(f"{'data':24} {'method':16} {'k':>3} {'ARI true':>8} {'vs kmeans':>9} {'kept':>8} {'logistic':>8} "
+          f"{'nearest':>8} {'acc':>6} {'conf':>6} {'noise':>6} {'s':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, x, y in data_sets():
             folder = Path(tempfile.mkdtemp(dir=tmp))
@@ -82,7 +84,8 @@ def quality() -> None:
                 c = model.extra.get("classifier", {})
                 noise = model.extra.get("noise_fraction")
                 print(f"{name:24} {label:16} {model.k:>3} {ari(y, labels):8.3f} {ari(base, labels):9.3f} "
-                      f"{c.get('accuracy', float('nan')):8.3f} {c.get('nearest_centroid_accuracy', float('nan')):8.3f} "
+                      f"{c.get('used', '-')[:8]:>8} {c.get('logistic_accuracy', float('nan')):8.3f} "
+                      f"{c.get('nearest_centroid_accuracy', float('nan')):8.3f} {c.get('accuracy', float('nan')):6.3f} "
                       f"{c.get('mean_confidence', float('nan')):6.3f} "
                       f"{'' if noise is None else f'{noise:.3f}':>6} {seconds:6.1f}", flush=True)
 
@@ -134,7 +137,12 @@ print(json.dumps({"seconds": time.perf_counter() - began, "components": z.shape[
 """
 
 
-def scale(rows: int, dim: int, sklearn_rows: list[int], limit: float) -> None:
+FITS = {"kmeans": {}, "ward": {"method": "agglomerative"},
+        "average-cosine": {"method": "agglomerative", "linkage": "average", "metric": "cosine"},
+        "hdbscan": {"method": "hdbscan", "min_cluster_size": 50}}
+
+
+def scale(rows: int, dim: int, fits: list[str], sklearn_rows: list[int], limit: float) -> None:
     npy = npy_path(rows, dim)
     store = npy.with_name(f"methods-store-{rows}x{dim}")
     if not (store / "manifest.json").exists():
@@ -143,11 +151,8 @@ def scale(rows: int, dim: int, sklearn_rows: list[int], limit: float) -> None:
     print(f"commit {commit()}; {rows:,} x {dim} float32; k in 8..32 (6 values); the machine is shared")
     import json
 
-    for label, kw in [("kmeans", {}), ("agglomerative ward", {"method": "agglomerative"}),
-                      ("agglomerative average cosine", {"method": "agglomerative", "linkage": "average",
-                                                        "metric": "cosine"}),
-                      ("hdbscan (umap-5)", {"method": "hdbscan", "min_cluster_size": 50})]:
-        r = run(FIT, store, json.dumps(kw))
+    for label in fits:
+        r = run(FIT, store, json.dumps(FITS[label]))
         print(f"fit {label:30} {r['wall']:7.1f} s  {gib(r['peak_rss'])}  k={r.get('k')}  "
               f"{r.get('error', '')}", flush=True)
     r = run(PROJECT, store)
@@ -167,13 +172,14 @@ def main() -> None:
     parser.add_argument("what", choices=["quality", "scale"])
     parser.add_argument("--rows", type=int, default=416_000)
     parser.add_argument("--dim", type=int, default=2560)
+    parser.add_argument("--fits", default=",".join(FITS), help="which fits to run, of " + ",".join(FITS))
     parser.add_argument("--sklearn-rows", default="10000,20000,40000,80000")
     parser.add_argument("--limit", type=float, default=900, help="seconds before a scikit-learn run is stopped")
     args = parser.parse_args()
     if args.what == "quality":
         quality()
     else:
-        scale(args.rows, args.dim, [int(n) for n in args.sklearn_rows.split(",")], args.limit)
+        scale(args.rows, args.dim, args.fits.split(","), [int(n) for n in args.sklearn_rows.split(",")], args.limit)
 
 
 if __name__ == "__main__":

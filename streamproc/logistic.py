@@ -13,10 +13,10 @@ both of the same form (softmax of ``distances @ coef.T + intercept``, so ``Model
 * nearest-centroid itself: ``coef = -I`` (the largest logit is the smallest distance).
 
 Each is calibrated by temperature scaling (Guo et al. 2017: one T minimising the calibration rows'
-log loss divides the logits, folded into coef and intercept), and the one with the lower calibrated
-log loss on the calibration rows is kept: where the regression does not beat nearest-centroid (k-means,
-whose partition *is* nearest-centroid; few rows per cluster) the model keeps nearest-centroid labels
-with calibrated confidences. The held-out rows then measure both against the partition.
+log loss divides the logits, folded into coef and intercept). The regression is kept only if it
+labels the calibration rows more accurately than nearest-centroid: where it does not (k-means, whose
+partition *is* nearest-centroid; few rows per cluster) the model keeps nearest-centroid labels with
+calibrated confidences. The held-out rows then measure both against the partition.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def fit_calibrated(distances: np.ndarray, labels: np.ndarray, k: int, *, seed: i
     coef, intercept = _full_rank(clf, k)
     candidates = {"logistic": (coef / unit, intercept), "nearest-centroid": (-np.eye(k) / unit, np.zeros(k))}
     calibrated = {name: _calibrate(*pair, distances[calibrate], labels[calibrate]) for name, pair in candidates.items()}
-    used = min(calibrated, key=lambda name: calibrated[name][2])
+    accuracy = {name: (distances[calibrate] @ c.T + i).argmax(axis=1) == labels[calibrate]
+                for name, (c, i, _, _) in calibrated.items()}
+    used = "logistic" if accuracy["logistic"].mean() > accuracy["nearest-centroid"].mean() else "nearest-centroid"
     held = {name: logistic_proba(distances[held_out], c, i) for name, (c, i, _, _) in calibrated.items()}
     truth = labels[held_out]
     p = held[used]

@@ -101,6 +101,10 @@ def test_hdbscan_clusters_on_the_sample_are_sklearns(tmp_path, rows):
     found = np.unique(ref[ref >= 0])
     np.testing.assert_allclose(model.centroids, np.stack([sample_z[ref == c].mean(axis=0) for c in found]), atol=1e-5)
     assert model.extra["noise_fraction"] == pytest.approx((ref < 0).mean())
+    d = model.distances(sample_z)  # outlier thresholds: quantiles of the members' distances only
+    for i, c in enumerate(found):
+        np.testing.assert_allclose(model.quantiles[i], np.quantile(d[ref == c, i], [0.9, 0.95, 0.99, 0.999]),
+                                   rtol=1e-4)
     assert len(model.scores) == 1 and model.scores[0]["k"] == model.k == len(found)
 
 
