@@ -29,16 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import zarr
 
-from . import kmeans, methods, progress, stats
+from . import arrays, kmeans, methods, progress, stats
 from .choices import CLASSIFIERS, DEFAULT_K, FIT_COMMIT_WAIT, LINKAGES, METRICS, SCALINGS, SELECTIONS
 from .errors import StoreError, UsageError
 from .manifest import utc_now
 from .model import QUANTILES, Model, normalize_rows
 from .pca import SOLVERS, StreamingPCA, leading_basis, projection_error  # noqa: F401
 from .runner import Runner
-from .store import Store, block_ranges, make_staging_dir, open_writer, rows_per_block, write_rows
+from .store import Store, block_ranges, make_staging_dir, open_writer, rows_per_block
 
 
 @dataclass
@@ -153,7 +152,7 @@ def _pass1_block(block, start, shift, sample_size, total_rows, seed, basis=None,
     out.update(stats.sample_chunk(block, start, size=sample_size, total_rows=total_rows, seed=seed))
     if basis is not None:
         y = (block.astype(np.float32, copy=False) - shift.astype(np.float32)) @ basis
-        write_rows(Path(projected_path), zarr.open_array(projected_path, mode="r+"), start, y)
+        arrays.write_block(projected_path, start, y)
     return out
 
 
@@ -165,7 +164,7 @@ def _reduce_block(block, start, a, b, metric, reduced_path, centroid_sets):
     z += b
     if metric == "cosine":
         z = normalize_rows(z)
-    write_rows(Path(reduced_path), zarr.open_array(reduced_path, mode="r+"), start, z)
+    arrays.write_block(reduced_path, start, z)
     return kmeans.lloyd_block(z, start, centroid_sets)
 
 
@@ -334,10 +333,9 @@ def _draft_model(pca: StreamingPCA, options: FitOptions, model_id: str, store: S
 
 
 # pass 2 -------------------------------------------------------------------------------------
-def _staged_array(path: Path, rows: int, width: int, ranges) -> zarr.Array:
+def _staged_array(path: Path, rows: int, width: int, ranges) -> None:
     """An uncompressed float32 array whose chunks are the blocks of ``ranges`` (each task writes its own)."""
-    return zarr.create_array(path, shape=(rows, width), dtype="float32", chunks=(ranges[0][1] - ranges[0][0], width),
-                             compressors=None, overwrite=True)
+    arrays.create_rows(path, rows, width, ranges[0][1] - ranges[0][0])
 
 
 def _reduce_pass(draft: Model, options: FitOptions, runner: Runner, source: Path, basis, pca, ranges,
@@ -386,8 +384,7 @@ def cluster_reduced(draft: Model, options: FitOptions, runner: Runner, reduced_p
     """Passes 3-5 on the reduced rows (also a warm start's): Lloyd epochs from ``centroid_sets``, the
     method's partition for every k scored four ways, quantiles of the chosen k. Returns the model and
     the Lloyd epochs run."""
-    reduced = zarr.open_array(reduced_path, mode="r")
-    ranges = block_ranges(draft.fit_rows[1], rows_per_block(reduced.chunks[0], draft.n_components * 4,
+    ranges = block_ranges(draft.fit_rows[1], rows_per_block(arrays.chunk_rows(reduced_path), draft.n_components * 4,
                                                             options.block_bytes // 4))
     centroid_sets, total, epochs = _lloyd_epochs(draft, options, runner, reduced_path, ranges, centroid_sets, total)
     # pass 4: the method's partitions (one per k) and their DB/CH statistics; every k scored four ways
@@ -481,7 +478,7 @@ def _commit_model(store_path: Path, staging: Path, model: Model, *, activate: bo
     off; new ones from the store's registry), save the model, move it into place and list it in the
     manifest. Returns the model with its ids, whether it is current, and the model it was aligned to."""
     from .align import assign_ids, next_free_id
-    from .models import load_model
+    from .models import load_model, save_model
 
     with open_writer(store_path, wait=wait) as writer:
         manifest = writer.manifest
@@ -490,7 +487,7 @@ def _commit_model(store_path: Path, staging: Path, model: Model, *, activate: bo
             reference = None
         ids, next_id = assign_ids(model, reference, next_free_id(manifest.next_cluster_id, manifest.models))
         model = replace(model, cluster_ids=ids)
-        model.save(staging)
+        save_model(model, staging)
         final = writer.path / "models" / model.id
         writer.fsync_tree(staging)
         os.replace(staging, final)

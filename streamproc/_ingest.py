@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -14,12 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from . import progress
+from .choices import DTYPES
 from .errors import InputError, UsageError
+from .fs import file_sha256
 from .manifest import Batch, utc_now
 from .readers import FORMATS, ReadOptions, Slice, read_slices
 from .store import StoreWriter, block_ranges, default_chunk_rows, open_writer
 
-DTYPES = ("float32", "float16")
 SIDE_COLUMNS = ("ids", "texts")
 SIDE_OPTIONS = {"ids": "--id-column", "texts": "--text-column"}
 
@@ -59,14 +59,6 @@ def expand_paths(paths: list[str | os.PathLike], formats: tuple[str, ...] = FORM
         else:
             files.append(p)
     return files, skipped
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(8 * 2**20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ingest(

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-import zarr
 
-from . import progress, stats
+from . import arrays, progress, stats
 from .choices import PROJECTIONS
+from .embedding import tsne_embedding, umap_embedding
 from .errors import UsageError
 from .model import Model
 from .models import load_model
@@ -81,10 +81,10 @@ def placement_reads(store: Store, model: Model, start: int, stop: int, block_byt
     The rows the model was fitted on come from the reduced rows the fit stored with it (about 5x
     smaller than the vectors, and already reduced), the rows ingested since from the vectors."""
     reduced = store.path / "models" / model.id / "reduced"
-    fitted_end = model.fit_rows[1] if model.fit_rows[0] == 0 and (reduced / "zarr.json").exists() else 0
+    fitted_end = model.fit_rows[1] if model.fit_rows[0] == 0 and arrays.exists(reduced) else 0
     reads = []
     if start < min(stop, fitted_end):
-        chunk = zarr.open_array(reduced, mode="r").chunks[0]
+        chunk = arrays.chunk_rows(reduced)
         ranges = block_ranges(min(stop, fitted_end), rows_per_block(chunk, model.n_components * 4, block_bytes),
                               start=start - start % chunk)
         ranges[0] = (start, ranges[0][1])
@@ -105,7 +105,7 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
         return Projection("pca")
     reduced = store.path / "models" / model.id / "reduced"
     rows = model.fit_rows[1]
-    chunk = zarr.open_array(reduced, mode="r").chunks[0]
+    chunk = arrays.chunk_rows(reduced)
     total = runner.reduce_blocks(reduced, block_ranges(rows, rows_per_block(chunk, model.n_components * 4)),
                                  stats.sample_chunk, size=min(sample, rows), total_rows=rows, seed=seed,
                                  desc="project: sample")
@@ -120,26 +120,14 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
 
 
 def _fit_umap(sample_z: np.ndarray, metric: str, seed: int) -> np.ndarray:
-    import warnings
-
-    with warnings.catch_warnings(), progress.step(f"project: UMAP on {len(sample_z):,} sample rows"):
-        warnings.simplefilter("ignore")  # numba's and umap's notes about threads and n_jobs
-        import umap
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed, metric=metric,
-                         tqdm_kwds=progress.umap_progress()).fit(sample_z).embedding_
+    with progress.step(f"project: UMAP on {len(sample_z):,} sample rows"):
+        return umap_embedding(sample_z, metric=metric, seed=seed, tqdm_kwds=progress.umap_progress())
 
 
 def _fit_tsne(sample_z: np.ndarray, metric: str, seed: int) -> np.ndarray:
-    from openTSNE import TSNE
+    with progress.step(f"project: t-SNE on {len(sample_z):,} sample rows"):
+        return tsne_embedding(sample_z, metric=metric, seed=seed)
 
-    perplexity = min(30.0, (len(sample_z) - 1) / 3.0)
-    # below 10k rows openTSNE uses Barnes-Hut, whose threads spin-wait: on a busy 2-core machine
-    # 2 jobs took 54 s for 800 rows against 6 s for 1; the FFT method above 10k rows uses them well
-    jobs = 1 if len(sample_z) < 10_000 else os.cpu_count() or 1
-    return np.asarray(TSNE(perplexity=perplexity, metric=metric, n_jobs=jobs, random_state=seed).fit(sample_z))
 
 def load_projection(store: Store, model_id: str) -> Projection | None:
     meta = store.manifest.models[model_id].get("projection")
@@ -148,8 +136,8 @@ def load_projection(store: Store, model_id: str) -> Projection | None:
     if meta["method"] == "pca":
         return Projection("pca")
     base = store.resolve(f"models/{model_id}/{meta['array']}")
-    sample_z = zarr.open_array(base.with_name(base.name + "-sample"), mode="r")[:]
-    sample_xy = zarr.open_array(base.with_name(base.name + "-sample-xy"), mode="r")[:]
+    sample_z = arrays.load_small(base.with_name(base.name + "-sample"))
+    sample_xy = arrays.load_small(base.with_name(base.name + "-sample-xy"))
     return Projection(meta["method"], sample_z, sample_xy, int(meta.get("seed", 0)))
 
 
@@ -204,7 +192,7 @@ def project(store_path: str | os.PathLike, model_id: str | None = None, *, metho
                 writer.create_column(path, length=0, chunk_rows=65_536, dtype="float32", width=2)
                 if projection.sample_z is not None:
                     for suffix, value in (("-sample", projection.sample_z), ("-sample-xy", projection.sample_xy)):
-                        zarr.create_array(writer.path / (path + suffix), data=value, chunks=value.shape, overwrite=True)
+                        arrays.save_small(writer.path / (path + suffix), value)
                         writer.fsync_tree(writer.path / (path + suffix))
             models = {**writer.manifest.models,
                       model.id: {**entry, "projection": meta, "projection_watermark": stop}}

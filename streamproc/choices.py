@@ -11,3 +11,5 @@ LINKAGES = ("ward", "average", "complete")
 PROJECTIONS = ("umap", "tsne", "pca")
 CLASSIFIERS = ("softmax", "logistic")
 FIT_COMMIT_WAIT = 600.0  # seconds fit waits for the lock at commit rather than discard its work
+DTYPES = ("float32", "float16")  # storage dtypes of the vectors
+SYNTH_FORMATS = ("npy", "npz", "parquet", "csv")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .cli import Report, main, reporting
+from .cli_common import Report, reporting
 
 
-@main.command(name="check")
+@click.command(name="check")
 @click.argument("store", type=click.Path(file_okay=False))
 @reporting
 def check_command(store):
@@ -24,3 +24,6 @@ def check_command(store):
 
     report = check_store(store)
     return Report(report.to_dict(), format_check(report), exit_code=0 if not report.problems else 1)
+
+
+COMMANDS = [check_command]

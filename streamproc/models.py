@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
+from pathlib import Path
 
+import jsonschema
+import zarr
+
+from . import arrays
 from .errors import ModelError
 from .manifest import check_name
-from .model import Model
+from .model import ARRAYS, Model
 from .store import Store, open_writer
 
 
@@ -28,7 +34,7 @@ def load_model(store: Store | str | os.PathLike, model_id: str | None = None) ->
     """Load a committed model of a store (default: the current one) and check it fits the store."""
     store = store if isinstance(store, Store) else Store.open(store)
     model_id = resolve_model_id(store, model_id)
-    model = Model.load(store.resolve(f"models/{model_id}"))
+    model = read_model(store.resolve(f"models/{model_id}"))
     if model.id != model_id:
         raise ModelError(f"{store.path}: models/{model_id} holds model {model.id!r}; the store is damaged")
     if model.dim != store.dim:
@@ -40,7 +46,7 @@ def list_models(store_path: str | os.PathLike) -> dict:
     store = Store.open(store_path)
     out = []
     for model_id, meta in store.manifest.models.items():
-        model = Model.load(store.resolve(f"models/{model_id}"))
+        model = read_model(store.resolve(f"models/{model_id}"))
         out.append({"id": model_id, "current": model_id == store.manifest.current_model, "k": model.k,
                     "n_components": model.n_components, "explained_variance": model.explained_variance,
                     "metric": model.metric, "scaling": model.scaling, "created_at": model.created_at,
@@ -53,3 +59,44 @@ def activate_model(store_path: str | os.PathLike, model_id: str, *, wait: float 
     with open_writer(store_path, wait=wait) as writer:
         resolve_model_id(writer, model_id)
         writer.commit(replace(writer.manifest, current_model=model_id))
+
+
+# ---- a model on disk: model.json (validated by schemas/model.schema.json) and one small array per parameter
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "model.schema.json"
+
+
+def load_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def save_model(model: Model, directory: Path) -> None:
+    """Write ``model`` into ``directory`` (a staging folder: the commit that lists it makes it visible)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ARRAYS:
+        value = getattr(model, name)
+        if value is not None:
+            arrays.save_small(directory / name, value)
+    meta = model.metadata()
+    jsonschema.validate(meta, load_schema())
+    (directory / "model.json").write_text(json.dumps(meta, indent=1))
+
+
+def read_model(directory: Path) -> Model:
+    """The model saved in ``directory``, validated (nothing is executed: JSON and numeric arrays only)."""
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "model.json").read_text())
+        jsonschema.validate(meta, load_schema())
+        values = {}
+        for name in ARRAYS:
+            values[name] = arrays.load_small(directory / name) if arrays.exists(directory / name) else None
+            if values[name] is not None and values[name].dtype.hasobject:
+                raise ModelError(f"{directory}: array {name} has an object dtype")
+    except FileNotFoundError as exc:
+        raise ModelError(f"{directory}: damaged model, {Path(exc.filename or '').name or 'a file'} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, jsonschema.ValidationError) as exc:
+        raise ModelError(f"{directory}: damaged model metadata ({str(exc).splitlines()[0][:200]})") from None
+    except (ValueError, TypeError, KeyError, zarr.errors.BaseZarrError) as exc:  # damaged array metadata or chunks
+        raise ModelError(f"{directory}: damaged model array ({str(exc).splitlines()[0][:200]})") from None
+    return Model.from_parts(meta, values, directory)

@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from functools import lru_cache
 from pathlib import Path
 
 import dask
 import numpy as np
-import zarr
 
-from . import progress
+from . import arrays, progress
 from .errors import StreamprocError
 from .stats import combine
 
@@ -26,19 +24,8 @@ GROUP_BLOCKS = 16
 CLUSTER_BLOCKS_PER_TASK = 4  # reduce_blocks on a cluster: blocks a task reads (one at a time)
 
 
-@lru_cache(maxsize=32)
-def _open(path: str, modified_ns: int) -> zarr.Array:
-    """An array opened once per process and version of its metadata (its shape grows with commits)."""
-    return zarr.open_array(path, mode="r")
-
-
 def _read(path: str, start: int, stop: int) -> np.ndarray:
-    from .integrity import read_rows
-
-    arr = _open(path, (Path(path) / "zarr.json").stat().st_mtime_ns)
-    if arr.shape[0] < stop:
-        arr = zarr.open_array(path, mode="r")
-    return read_rows(Path(path), arr, start, stop)  # a missing or damaged chunk raises, never zeros
+    return arrays.read_block(path, start, stop)  # a missing or damaged chunk raises, never zeros
 
 
 def _worker_name() -> str:

@@ -39,8 +39,9 @@ from zarr.core.array import AsyncArray
 
 from ._lock import StoreLock
 from .errors import StoreError
+from .fs import fsync_dir
 from .integrity import checksummed, chunk_path, read_rows, resolve_inside
-from .manifest import MANIFEST_NAME, Manifest, fsync_dir, is_safe_name, read_manifest, write_manifest
+from .manifest import MANIFEST_NAME, Manifest, is_safe_name, read_manifest, write_manifest
 
 WRITING_MARKER = ".writing"
 CREATED_MARKER = ".streamproc-created"  # in every folder under models/ that streamproc made (and may remove)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .choices import SYNTH_FORMATS
 from .errors import UsageError
-
-SYNTH_FORMATS = ("npy", "npz", "parquet", "csv")
 
 TOPICS = {
     "sport": "match goal team league coach striker season stadium referee championship penalty keeper".split(),

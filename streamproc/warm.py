@@ -16,21 +16,18 @@ still there keeps its id, the new ones take fresh ids.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import zarr
 
-from . import stats
+from . import arrays, stats
 from .drift import OutlierRows, new_groups
 from .errors import ModelError
 from .model import QUANTILES, Model
 from .models import load_model
 from .runner import Runner
-from .store import Store, block_ranges, rows_per_block, write_rows
+from .store import Store, block_ranges, rows_per_block
 
 OUTLIER_QUANTILE = 0.99  # a sampled new row beyond this training quantile of its cluster may seed a cluster
 
@@ -39,7 +36,7 @@ def _reduce_new_block(block, start, model, reduced_path, sample_size, total_rows
     """Reduce one block of new vectors with the current model, write it, sample it, and return its
     outliers (beyond the ``OUTLIER_QUANTILE`` training quantile of their nearest cluster)."""
     z = model.transform(block)
-    write_rows(Path(reduced_path), zarr.open_array(reduced_path, mode="r+"), start, z)
+    arrays.write_block(reduced_path, start, z)
     out = stats.sample_chunk(z, start - first_row, size=sample_size, total_rows=total_rows, seed=seed)
     distances = model.distances(z)
     nearest = distances.argmin(axis=1)
@@ -55,14 +52,13 @@ def fit_warm(store: Store, options, runner: Runner, staging: Path, model_id: str
     options = replace(options, metric=current.metric, scaling=current.scaling)  # the current reduction is kept
     rows = store.rows
     old_reduced = store.path / "models" / current.id / "reduced"
-    if not (old_reduced / "zarr.json").exists():
+    if not arrays.exists(old_reduced):
         raise ModelError(f"model {current.id} has no reduced rows to start from; run a fit without --warm-start")
     itemsize = np.dtype(store.manifest.dtype).itemsize
     block = rows_per_block(store.manifest.chunk_rows, store.dim * itemsize, options.block_bytes)
     reduced_path = staging / "reduced"
-    zarr.create_array(reduced_path, shape=(rows, current.n_components), dtype="float32",
-                      chunks=(block, current.n_components), compressors=None, overwrite=True)
-    first_new = _link_reduced_chunks(old_reduced, reduced_path, min(current.fit_rows[1], rows), block)
+    arrays.create_rows(reduced_path, rows, current.n_components, block)
+    first_new = arrays.link_chunks(old_reduced, reduced_path, min(current.fit_rows[1], rows), block)
 
     new_rows = rows - first_new
     sample_z = np.zeros((0, current.n_components), np.float32)
@@ -84,24 +80,6 @@ def fit_warm(store: Store, options, runner: Runner, staging: Path, model_id: str
     model, epochs = cluster_reduced(draft, replace(options, ks=[len(c) for c in centroid_sets]), runner,
                                     reduced_path, centroid_sets, None, sample_z)
     return model, {"vector_reads": 1 if new_rows else 0, "epochs": epochs}
-
-
-def _link_reduced_chunks(old: Path, new: Path, old_rows: int, block: int) -> int:
-    """Hard-link (or copy) the current model's whole reduced chunks into the new array; returns the
-    first row still to reduce. Nothing is linked when the chunkings differ."""
-    if zarr.open_array(old, mode="r").chunks[0] != block:
-        return 0
-    whole = old_rows // block
-    for i in range(whole):
-        source, target = old / "c" / str(i) / "0", new / "c" / str(i) / "0"
-        if not source.exists():
-            return i * block
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
-    return whole * block
 
 
 def _centroid_sets(current: Model, outliers: np.ndarray, sample_z: np.ndarray, ks: list[int]) -> list[np.ndarray]:
