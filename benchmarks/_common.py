@@ -71,7 +71,7 @@ def npy_path(rows: int, dim: int, clusters: int = 20, seed: int = 0) -> Path:
     if path.exists():
         return path
     sys.path.insert(0, str(ROOT))
-    from streamproc.synth import Mixture
+    from streamproc.io.synth import Mixture
 
     DATA.mkdir(parents=True, exist_ok=True)
     mix = Mixture(dim=dim, clusters=clusters, seed=seed)
@@ -95,7 +95,7 @@ def store_path(rows: int, dim: int, clusters: int = 20) -> Path:
     store = DATA / f"store-{rows}x{dim}-k{clusters}"
     if not (store / "manifest.json").exists():
         sys.path.insert(0, str(ROOT))
-        from streamproc._ingest import ingest
+        from streamproc.pipeline.ingest import ingest
 
         ingest(store, [npy_path(rows, dim, clusters)])
     return store

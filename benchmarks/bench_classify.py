@@ -14,7 +14,7 @@ from _common import DATA, commit, gib, run, store_path
 
 CLASSIFY = """
 import json, sys
-from streamproc._classify import classify
+from streamproc.pipeline.classify import classify
 r = classify(sys.argv[1])
 print(json.dumps({"rows": r.labelled}))
 """
@@ -30,7 +30,7 @@ print(json.dumps({"rows": n}))
 
 FIT = """
 import json, sys
-from streamproc._fit import FitOptions, fit
+from streamproc.pipeline.fit import FitOptions, fit
 r = fit(sys.argv[1], FitOptions(ks=[20]), activate=True)
 print(json.dumps({"model": r.model.id}))
 """

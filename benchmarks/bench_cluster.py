@@ -24,14 +24,14 @@ from _common import DATA, ROOT, commit, gib, run, store_path, tree_memory
 
 FIT = """
 import json, sys
-from streamproc._fit import FitOptions, fit
+from streamproc.pipeline.fit import FitOptions, fit
 r = fit(sys.argv[1], FitOptions(ks=[8, 12, 16, 20, 24, 32]), scheduler=sys.argv[2] or None)
 print(json.dumps({"model": r.model.id, "k": r.model.k, "workers": r.workers}))
 """
 
 CLASSIFY = """
 import json, sys
-from streamproc._classify import classify
+from streamproc.pipeline.classify import classify
 r = classify(sys.argv[1], sys.argv[3], scheduler=sys.argv[2] or None)
 print(json.dumps({"labelled": r.labelled, "workers": r.workers}))
 """
@@ -126,8 +126,8 @@ def main():
         if "error" in r:
             raise SystemExit(f"failed: {r['error']}")
 
-    from streamproc.models import load_model
-    from streamproc.store import Store
+    from streamproc.store.catalog import load_model
+    from streamproc.store.store import Store
 
     s = Store.open(store)
     a, b = load_model(s, local_fit["model"]), load_model(s, cluster_fit["model"])

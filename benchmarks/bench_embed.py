@@ -32,7 +32,7 @@ print(json.dumps({"texts": len(texts), "encode_seconds": t2 - t1, "seconds": t2 
 
 EMBED = """
 import json, sys
-from streamproc._embed import embed
+from streamproc.pipeline.embed import embed
 r = embed(sys.argv[3], [sys.argv[1]], text_column="text", id_column="id", batch_size=int(sys.argv[2]))
 assert not r.ingest.failed, r.ingest.batches
 print(json.dumps({"texts": r.texts, "encode_seconds": r.encode_seconds, "seconds": r.seconds}))

@@ -18,7 +18,7 @@ KS = [8, 12, 16, 20, 24, 32]
 
 STREAMPROC = """
 import json, sys
-from streamproc._fit import FitOptions, fit
+from streamproc.pipeline.fit import FitOptions, fit
 r = fit(sys.argv[1], FitOptions(ks=%r))
 print(json.dumps({"model": r.model.id, "k": r.model.k, "components": r.model.n_components, "fit_seconds": r.seconds}))
 """ % (KS,)
@@ -28,8 +28,8 @@ print(json.dumps({"model": r.model.id, "k": r.model.k, "components": r.model.n_c
 STREAMPROC_ARI = """
 import json, sys, numpy as np
 from sklearn.metrics import adjusted_rand_score
-from streamproc.models import load_model
-from streamproc.store import Store
+from streamproc.store.catalog import load_model
+from streamproc.store.store import Store
 store = Store.open(sys.argv[1]); model = load_model(store, sys.argv[2]); truth = np.load(sys.argv[3])
 pred = np.concatenate([model.predict(b) for _, b in store.iter_blocks("vectors")])
 print(json.dumps({"ari": adjusted_rand_score(truth, pred)}))

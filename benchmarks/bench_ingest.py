@@ -14,7 +14,7 @@ from _common import DATA, commit, gib, npy_path, run
 
 STREAMPROC = """
 import json, sys
-from streamproc._ingest import ingest
+from streamproc.pipeline.ingest import ingest
 r = ingest(sys.argv[2], [sys.argv[1]])
 print(json.dumps({"rows": r.rows}))
 """

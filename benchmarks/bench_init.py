@@ -14,7 +14,7 @@ from bench_fit import KS, STREAMPROC_ARI
 
 FIT = """
 import json, sys
-from streamproc._fit import FitOptions, fit
+from streamproc.pipeline.fit import FitOptions, fit
 restarts, sample, seed = map(int, sys.argv[2:5])
 r = fit(sys.argv[1], FitOptions(ks=%r, restarts=restarts, sample=sample, seed=seed))
 db = {s["k"]: s["davies_bouldin"] for s in r.model.scores}

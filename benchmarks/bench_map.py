@@ -23,8 +23,8 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from streamproc.neighbours import IVFIndex, place  # noqa: E402
-from streamproc.synth import Mixture  # noqa: E402
+from streamproc.io.synth import Mixture  # noqa: E402
+from streamproc.learn.neighbours import IVFIndex, place  # noqa: E402
 
 K = 15
 EVAL = 3000

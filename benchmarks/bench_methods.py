@@ -42,7 +42,7 @@ METHODS = [("kmeans", {}),
 def data_sets():
     from sklearn import datasets
 
-    from streamproc.synth import Mixture
+    from streamproc.io.synth import Mixture
 
     yield "digits (64-d, 10)", *datasets.load_digits(return_X_y=True)
     yield "wine (13-d, 3)", *datasets.load_wine(return_X_y=True)
@@ -54,8 +54,8 @@ def data_sets():
 def quality() -> None:
     from sklearn.metrics import adjusted_rand_score as ari
 
-    from streamproc._fit import FitOptions, fit
-    from streamproc._ingest import ingest
+    from streamproc.pipeline.fit import FitOptions, fit
+    from streamproc.pipeline.ingest import ingest
 
     print(f"commit {commit()}; k by lowest DB over 2..32; ARI of the labels classify stores (--classifier "
           "logistic) against the truth and against k-means; on the held-out fifth of the sample: the candidate "
@@ -94,14 +94,14 @@ def quality() -> None:
 INGEST = """
 import json, sys
 from pathlib import Path
-from streamproc._ingest import ingest
+from streamproc.pipeline.ingest import ingest
 r = ingest(sys.argv[1], [Path(sys.argv[2])])
 print(json.dumps({"rows": r.batches[0].rows}))
 """
 
 FIT = """
 import json, sys
-from streamproc._fit import FitOptions, fit
+from streamproc.pipeline.fit import FitOptions, fit
 kw = json.loads(sys.argv[2])
 r = fit(sys.argv[1], FitOptions(ks=[8, 12, 16, 20, 24, 32], **kw), activate=True)
 m = r.model
@@ -110,7 +110,7 @@ print(json.dumps({"model": m.id, "k": m.k, "components": m.n_components, "second
 
 PROJECT = """
 import json, sys
-from streamproc._project import project
+from streamproc.pipeline.project import project
 r = project(sys.argv[1], method="tsne")
 print(json.dumps(r.to_dict()))
 """

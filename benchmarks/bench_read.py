@@ -34,7 +34,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "bytes": a.nbytes}))
 
 ITER_BLOCKS = """
 import json, sys, time
-from streamproc.store import Store
+from streamproc.store.store import Store
 s = Store.open(sys.argv[1])
 t = time.perf_counter(); total = 0.0
 for _, block in s.iter_blocks("vectors"):
@@ -45,8 +45,8 @@ print(json.dumps({"seconds": time.perf_counter() - t, "bytes": s.rows * s.dim * 
 RUNNER = """
 import json, sys, time
 import numpy as np
-from streamproc.runner import Runner
-from streamproc.store import Store, block_ranges, rows_per_block
+from streamproc.pipeline.runner import Runner
+from streamproc.store.store import Store, block_ranges, rows_per_block
 s = Store.open(sys.argv[1])
 ranges = block_ranges(s.rows, rows_per_block(s.manifest.chunk_rows, s.dim * 4))
 def block_sum(block, start):

@@ -21,7 +21,7 @@ from _common import DATA, ROOT, commit, gib, run
 
 FIT = """
 import json, sys
-from streamproc._fit import FitOptions, fit
+from streamproc.pipeline.fit import FitOptions, fit
 warm = sys.argv[2] == "warm"
 options = FitOptions(ks=[] if warm else [20], warm_start=warm, seed=int(sys.argv[3]))
 r = fit(sys.argv[1], options)
@@ -32,8 +32,8 @@ print(json.dumps({"model": r.model.id, "k": r.model.k}))
 def build_store(rows: int, dim: int):
     """A store with the first 90 % of the rows, and an inbox with the other 10 % (generator batches)."""
     sys.path.insert(0, str(ROOT))
-    from streamproc._ingest import ingest
-    from streamproc.synth import Mixture
+    from streamproc.io.synth import Mixture
+    from streamproc.pipeline.ingest import ingest
 
     store, inbox = DATA / f"bench-refit-{rows}x{dim}", DATA / f"bench-refit-{rows}x{dim}-new"
     shutil.rmtree(store, ignore_errors=True)
@@ -51,8 +51,8 @@ def build_store(rows: int, dim: int):
 
 
 def ids_kept(store, before: str, after: str) -> float:
-    from streamproc.models import load_model
-    from streamproc.store import Store
+    from streamproc.store.catalog import load_model
+    from streamproc.store.store import Store
 
     s = Store.open(store)
     rows = np.linspace(0, s.rows - 1, min(100_000, s.rows)).astype(np.int64)
@@ -65,7 +65,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=768)
     args = parser.parse_args()
-    from streamproc._ingest import ingest
+    from streamproc.pipeline.ingest import ingest
 
     store, inbox = build_store(args.rows, args.dim)
     first = run(FIT, store, "cold", 0)

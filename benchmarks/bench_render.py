@@ -16,10 +16,10 @@ from _common import DATA, commit, gib, run, store_path
 MAKE_POINTS = """
 import json, sys, numpy as np
 from pathlib import Path
-from streamproc._ingest import ingest
-from streamproc._fit import FitOptions, fit
-from streamproc._classify import classify
-from streamproc._project import project
+from streamproc.pipeline.ingest import ingest
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.classify import classify
+from streamproc.pipeline.project import project
 n, folder = int(sys.argv[1]), Path(sys.argv[2])
 folder.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -38,14 +38,14 @@ print(json.dumps({"rows": n}))
 
 RENDER = """
 import json, sys
-from streamproc._render import render
+from streamproc.view.render import render
 r = render(sys.argv[1], sys.argv[2], width=1000, height=1000)
 print(json.dumps({"rows": r["rows"]}))
 """
 
 PROJECT = """
 import json, sys, time
-from streamproc._project import project
+from streamproc.pipeline.project import project
 r = project(sys.argv[1], method="umap", sample=50_000)
 print(json.dumps(r.to_dict()))
 """
@@ -54,8 +54,8 @@ UMAP_TRANSFORM = """
 import json, sys, time, warnings, numpy as np, zarr
 warnings.filterwarnings("ignore")
 from sklearn.neighbors import NearestNeighbors
-from streamproc.models import load_model
-from streamproc.store import Store
+from streamproc.store.catalog import load_model
+from streamproc.store.store import Store
 import umap
 store = Store.open(sys.argv[1]); model = load_model(store)
 entry = store.manifest.models[model.id]["projection"]

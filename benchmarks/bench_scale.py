@@ -39,7 +39,7 @@ def io_read():
 INGEST = IO + """
 import json, sys
 from pathlib import Path
-from streamproc._ingest import ingest
+from streamproc.pipeline.ingest import ingest
 r = ingest(sys.argv[1], [Path(sys.argv[2])], dtype=sys.argv[3])
 if r.failed:
     raise SystemExit(r.batches[0].error)
@@ -48,8 +48,8 @@ print(json.dumps({"rows": r.batches[0].rows, **io_read()}))
 
 FIT = IO + """
 import json, sys
-from streamproc._fit import FitOptions, fit
-from streamproc.kmeans import parse_k_range
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.learn.kmeans import parse_k_range
 r = fit(sys.argv[1], FitOptions(ks=parse_k_range(sys.argv[2])), activate=True)
 print(json.dumps({"model": r.model.id, "k": r.model.k, "components": r.model.n_components, "seconds": r.seconds,
                   "vector_reads": r.passes["vector_reads"], "epochs": r.passes["epochs"], **io_read()}))
@@ -57,21 +57,21 @@ print(json.dumps({"model": r.model.id, "k": r.model.k, "components": r.model.n_c
 
 CLASSIFY = IO + """
 import json, sys
-from streamproc._classify import classify
+from streamproc.pipeline.classify import classify
 r = classify(sys.argv[1])
 print(json.dumps({"labelled": r.labelled, **io_read()}))
 """
 
 PROJECT = IO + """
 import json, sys
-from streamproc._project import project
+from streamproc.pipeline.project import project
 r = project(sys.argv[1], method="umap", sample=50_000)
 print(json.dumps({**r.to_dict(), **io_read()}))
 """
 
 RENDER = IO + """
 import json, sys
-from streamproc._render import render
+from streamproc.view.render import render
 r = render(sys.argv[1], sys.argv[2], width=1200, height=1200)
 print(json.dumps({"rows": r["rows"], **io_read()}))
 """
@@ -100,7 +100,7 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the store afterwards (it is deleted by default)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from streamproc.synth import Mixture
+    from streamproc.io.synth import Mixture
 
     name = f"scale-{args.rows}-{args.dtype}"
     store, inbox, log = DATA / name, DATA / f"{name}-inbox", DATA / f"{name}.jsonl"

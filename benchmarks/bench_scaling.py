@@ -19,9 +19,9 @@ from sklearn.metrics import adjusted_rand_score, davies_bouldin_score
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from streamproc._fit import FitOptions, fit  # noqa: E402
-from streamproc._ingest import ingest  # noqa: E402
-from streamproc.synth import Mixture  # noqa: E402
+from streamproc.io.synth import Mixture  # noqa: E402
+from streamproc.pipeline.fit import FitOptions, fit  # noqa: E402
+from streamproc.pipeline.ingest import ingest  # noqa: E402
 
 
 def sklearn_pipeline(x, ks, whiten, seed=0):

@@ -17,9 +17,9 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from streamproc._fit import FitOptions, fit  # noqa: E402
-from streamproc._ingest import ingest  # noqa: E402
-from streamproc.synth import Mixture  # noqa: E402
+from streamproc.io.synth import Mixture  # noqa: E402
+from streamproc.pipeline.fit import FitOptions, fit  # noqa: E402
+from streamproc.pipeline.ingest import ingest  # noqa: E402
 
 
 def one_store(tmp: Path, rows: int, dim: int, seed: int) -> tuple[Path, np.ndarray, np.ndarray]:

@@ -27,11 +27,11 @@ from bench_render import MAKE_POINTS
 MAKE_VECTORS = """
 import json, sys
 from pathlib import Path
-from streamproc._classify import classify
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc._project import project
-from streamproc.synth import Mixture, write_batches
+from streamproc.pipeline.classify import classify
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
+from streamproc.pipeline.project import project
+from streamproc.io.synth import Mixture, write_batches
 rows, folder = int(sys.argv[1]), Path(sys.argv[2])
 write_batches(folder / "in", mixture=Mixture(dim=768, clusters=20, seed=0), rows=rows, batch_rows=25_000)
 ingest(folder / "store", [folder / "in"])
@@ -112,8 +112,8 @@ def tiles_with_points(store, info, zooms, per_zoom, seed=0):
     """Tiles that hold points, per zoom: the tiles of randomly chosen stored points."""
     import zarr
 
-    from streamproc._project import projection_path
-    from streamproc.store import Store
+    from streamproc.pipeline.project import projection_path
+    from streamproc.store.store import Store
 
     s = Store.open(store)
     xy = zarr.open_array(s.path / projection_path(s, info["model"]), mode="r")[: 200_000]

@@ -1,5 +1,14 @@
 """streamproc: streaming clustering of embedding vectors in a crash-safe Zarr store.
 
+The package's layers, bottom up (imports go one way; each heavy library lives in one of them)::
+
+    learn/     numpy + scikit-learn: statistics, PCA, clustering, scores, the Model and its classifier
+    store/     the store on disk (the only zarr user): manifest, lock, staged commits, checks, model files
+    io/        input files, texts and encoders (the only torch user), in-memory data, synthetic batches
+    pipeline/  the commands' work over whole stores (the only Dask user)
+    view/      map, report, keywords, the web explorer (datashader, spaCy, Starlette)
+    cli/       the command line
+
 The public API (imported lazily, so the command line starts fast)::
 
     ingest, open_store, store_info, fit, FitOptions, load_model, activate_model, classify, project, render,
@@ -9,10 +18,11 @@ The public API (imported lazily, so the command line starts fast)::
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ingest": "_ingest", "open_store": "store", "store_info": "info", "fit": "_fit", "FitOptions": "_fit",
-    "load_model": "models", "activate_model": "models", "classify": "_classify", "project": "_project", "render": "_render",
-    "write_report": "report", "export_labels": "export", "StreamingPCA": "pca",
-    "CentroidClassifier": "classifier", "Model": "model",
+    "ingest": "pipeline.ingest", "fit": "pipeline.fit", "FitOptions": "pipeline.fit", "classify": "pipeline.classify",
+    "project": "pipeline.project", "export_labels": "pipeline.export", "open_store": "store.store",
+    "store_info": "store.info", "load_model": "store.catalog", "activate_model": "store.catalog",
+    "render": "view.render", "write_report": "view.report", "StreamingPCA": "learn.pca",
+    "CentroidClassifier": "learn.classifier", "Model": "learn.model",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -8,15 +8,15 @@ import time
 from pathlib import Path
 
 from . import progress
-from ._classify import classify
-from ._fit import FitOptions, fit
-from ._ingest import ingest
-from ._project import project
-from ._render import render
 from .errors import UsageError
-from .readers import ReadOptions
-from .report import write_report
-from .synth import Mixture, write_batches
+from .io.readers import ReadOptions
+from .io.synth import Mixture, write_batches
+from .pipeline.classify import classify
+from .pipeline.fit import FitOptions, fit
+from .pipeline.ingest import ingest
+from .pipeline.project import project
+from .view.render import render
+from .view.report import write_report
 
 DEMO_MARKER = ".streamproc-demo"  # written into every folder the demo makes: only such folders are reused
 DEMO_OUTPUTS = ("store", "inbox", "map.png", "report.html")

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from conftest import validate
 
-from streamproc._classify import classify
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc._project import project
-from streamproc.readers import ReadOptions
-from streamproc.synth import Mixture, write_batches
+from streamproc.io.readers import ReadOptions
+from streamproc.io.synth import Mixture, write_batches
+from streamproc.pipeline.classify import classify
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
+from streamproc.pipeline.project import project
 
 MIX = Mixture(dim=32, clusters=5, rank=8, spread_rank=4, seed=5)
 IMAGE_ROWS = 4  # the first rows' ids are image paths under the images root

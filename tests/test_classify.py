@@ -13,10 +13,10 @@ import pytest
 import zarr
 from conftest import run_streamproc, store_state
 
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc.models import load_model
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
+from streamproc.store.catalog import load_model
 
 MIX = Mixture(dim=32, clusters=5, rank=10, spread_rank=4, seed=7)
 

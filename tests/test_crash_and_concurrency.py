@@ -99,7 +99,7 @@ def test_four_concurrent_writers(tmp_path):
 
 
 def test_busy_lock_exits_75_with_json(tmp_path, npy_batches):
-    from streamproc._lock import StoreLock
+    from streamproc.store.lock import StoreLock
 
     folder, _ = npy_batches
     store = tmp_path / "s"
@@ -111,7 +111,7 @@ def test_busy_lock_exits_75_with_json(tmp_path, npy_batches):
 
 
 def test_fit_killed_midway_leaves_no_half_model(tmp_path):
-    from streamproc.synth import Mixture
+    from streamproc.io.synth import Mixture
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -5,10 +5,10 @@ import pytest
 import zarr
 from conftest import dask_cluster
 
-from streamproc._classify import classify
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.pipeline.classify import classify
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_relative_store_path_works_on_workers_started_elsewhere(cluster, store, 
 
 
 def test_classify_on_cluster_labels_exactly_once_like_local(cluster, store):
-    from streamproc.models import load_model
+    from streamproc.store.catalog import load_model
 
     model = load_model(store)
     result = classify(store, scheduler=cluster, block_bytes=OPTIONS["block_bytes"])

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from streamproc.cli import main
+from streamproc.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
@@ -100,7 +100,7 @@ def workspace(tmp_path_factory):
     (base / "examples" / "texts").mkdir(parents=True)
     shutil.copy(ROOT / "examples" / "texts" / "texts.csv", base / "examples" / "texts" / "texts.csv")
     models = json.loads(_run("streamproc models store --json", base).stdout)["models"]
-    from streamproc import encoders
+    from streamproc.io import encoders
 
     return base, models[-1]["id"], str(encoders.locate(None)[1])
 

@@ -17,8 +17,8 @@ import zarr
 from conftest import run_streamproc
 from sklearn.metrics import adjusted_rand_score
 
-from streamproc import encoders
 from streamproc.errors import ModelError
+from streamproc.io import encoders
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ROOT / "examples" / "texts" / "texts.csv"

@@ -2,8 +2,8 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from streamproc.classifier import CentroidClassifier
-from streamproc.pca import StreamingPCA
+from streamproc.learn.classifier import CentroidClassifier
+from streamproc.learn.pca import StreamingPCA
 
 DISTANCES = "decision_function returns the distance to every centroid, as streamproc's contract says: "
 EXPECTED_FAILURES = {

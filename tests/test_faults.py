@@ -21,15 +21,15 @@ import zarr
 from click.testing import CliRunner
 from conftest import run_streamproc, validate
 
-from streamproc import _classify
-from streamproc import store as store_module
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc.check import check_store
-from streamproc.cli import main
-from streamproc.models import load_model
-from streamproc.readers import ReadOptions
-from streamproc.synth import Mixture, write_batches
+from streamproc.cli.main import main
+from streamproc.io.readers import ReadOptions
+from streamproc.io.synth import Mixture, write_batches
+from streamproc.pipeline import classify as classify_module
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
+from streamproc.store import store as store_module
+from streamproc.store.catalog import load_model
+from streamproc.store.check import check_store
 
 ROWS, DIM, CHUNK = 1800, 8, 128
 COUNTS = {"injected": 0, "survived": 0, "rows_lost": 0}
@@ -153,9 +153,9 @@ def test_failed_first_ingest_keeps_the_lock_file_so_writers_never_overlap(tmp_pa
 @pytest.mark.parametrize("fail_at", [1, 2, 3, 5, 8, 13, 21, 28])
 def test_failed_staged_write_in_classify_commits_nothing_past_it(base, tmp_path, cli, monkeypatch, fail_at):
     store = copy_store(base, tmp_path / "s")
-    monkeypatch.setattr(_classify, "COMMIT_ROWS", 256)
-    monkeypatch.setattr(_classify, "LABEL_CHUNK_ROWS", 256)
-    monkeypatch.setattr(_classify, "rows_per_block", lambda *args: 256)  # 7 blocks, 4 staged writes each
+    monkeypatch.setattr(classify_module, "COMMIT_ROWS", 256)
+    monkeypatch.setattr(classify_module, "LABEL_CHUNK_ROWS", 256)
+    monkeypatch.setattr(classify_module, "rows_per_block", lambda *args: 256)  # 7 blocks, 4 staged writes each
     monkeypatch.setattr(store_module, "_staged_writes", 0)
     monkeypatch.setenv("STREAMPROC_TEST_FAIL_STAGED_WRITE", str(fail_at))
     COUNTS["injected"] += 1
@@ -636,7 +636,7 @@ def test_arrays_written_before_checksums_read_as_before(tmp_path):
     """Stores of earlier versions (no crc32c, chunks of fill values never written) stay readable;
     the same damage to a checksummed array is an error."""
     from streamproc.errors import StoreError
-    from streamproc.integrity import checksummed, read_rows
+    from streamproc.store.integrity import checksummed, read_rows
 
     legacy = zarr.create_array(tmp_path / "legacy", shape=(20,), chunks=(5,), dtype="int32")
     current = zarr.create_array(tmp_path / "current", shape=(20,), chunks=(5,), dtype="int32",

@@ -13,11 +13,11 @@ from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.metrics import adjusted_rand_score, davies_bouldin_score
 from sklearn.preprocessing import StandardScaler
 
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc.models import load_model
-from streamproc.pca import StreamingPCA
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.learn.pca import StreamingPCA
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
+from streamproc.store.catalog import load_model
 
 
 def _store(tmp_path, x, chunk_rows=None, name="store"):

@@ -8,11 +8,12 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
-from streamproc import _fit, kmeans, stats
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc.pca import leading_basis, projection_error
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.learn import kmeans, stats
+from streamproc.learn.pca import leading_basis, projection_error
+from streamproc.pipeline import fit as fit_module
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
 
 
 def _store(tmp_path, x, chunk_rows, name="store"):
@@ -111,7 +112,7 @@ def test_one_read_is_skipped_when_the_sampled_subspace_is_unstable(flat_tail, cl
 def test_one_read_falls_back_to_a_second_read_when_the_projection_is_measured_off(flat_tail, monkeypatch):
     """With the prediction switched off, pass 1 writes the projection, the check against the exact
     covariance finds it degrees off, and pass 2 reads the vectors: the model is the two-read one."""
-    monkeypatch.setattr(_fit, "ONE_READ_PREDICT", np.inf)
+    monkeypatch.setattr(fit_module, "ONE_READ_PREDICT", np.inf)
     options = dict(ks=[2, 4], sample=40, seed=0)
     fallback = fit(flat_tail, FitOptions(**options))
     two = fit(flat_tail, FitOptions(**options, one_read=False))

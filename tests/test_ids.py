@@ -13,9 +13,9 @@ import pytest
 import zarr
 from conftest import run_streamproc, validate
 
-from streamproc.align import SAME_CLUSTER, centroid_distances, label_positions
-from streamproc.models import load_model
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.learn.align import SAME_CLUSTER, centroid_distances, label_positions
+from streamproc.store.catalog import load_model
 
 MIX = Mixture(dim=32, clusters=8, rank=12, spread_rank=4, seed=3)
 
@@ -110,7 +110,7 @@ def test_same_cluster_threshold_is_relative_to_the_spread(store, cli):
 def test_label_positions_map_ids_back_to_centroids():
     from dataclasses import replace
 
-    from streamproc.model import Model
+    from streamproc.learn.model import Model
 
     base = Model(id="m", dim=2, metric="euclidean", scaling="none", pca_mean=np.zeros(2), pca_components=np.eye(2),
                  spectrum=np.ones(2), total_variance=2.0, scale=np.ones(2), centroids=np.zeros((3, 2)),
@@ -150,7 +150,7 @@ def test_warm_refit_gives_a_new_group_its_own_id(store, tmp_path):
 
 
 def test_warm_refit_reads_only_the_new_rows(store, cli, tmp_path):
-    from streamproc._fit import FitOptions, fit
+    from streamproc.pipeline.fit import FitOptions, fit
 
     store, inbox = store
     small_blocks = 256 * 1024  # whole chunks of 2000 rows: the old rows fill 15 chunks the warm fit can link

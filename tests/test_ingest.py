@@ -186,7 +186,7 @@ def _ingest_peak(tmp_path, rows, dim=256):
     """Traced peak memory of ingesting a .npy of ``rows`` x ``dim`` float32."""
     import tracemalloc
 
-    from streamproc._ingest import ingest
+    from streamproc.pipeline.ingest import ingest
 
     path = tmp_path / f"big{rows}.npy"
     data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
@@ -207,7 +207,7 @@ def test_reads_large_npy_in_slices(tmp_path):
     Both sizes span several 16 MB read slices (80 MB and 320 MB), so both reach the pipeline's steady
     state (a slice being read, one being written, a few chunks in flight).
     """
-    from streamproc.readers import SLICE_BYTES
+    from streamproc.io.readers import SLICE_BYTES
 
     small, large = _ingest_peak(tmp_path, 80_000), _ingest_peak(tmp_path, 320_000)
     assert large < small + SLICE_BYTES, (small, large)

@@ -8,12 +8,12 @@ from sklearn.cluster import HDBSCAN, AgglomerativeClustering
 from sklearn.datasets import load_digits
 from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouette_score
 
-from streamproc import stats
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc.agglomerative import cuts, merge_tree
-from streamproc.scores import elbow_index, silhouette_scores
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.learn import stats
+from streamproc.learn.agglomerative import cuts, merge_tree
+from streamproc.learn.scores import elbow_index, silhouette_scores
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
 
 CASES = [("ward", "euclidean"), ("average", "euclidean"), ("average", "cosine"), ("complete", "euclidean"),
          ("complete", "cosine")]

@@ -10,9 +10,9 @@ import zarr
 from sklearn.datasets import load_digits
 
 import streamproc as sp
-from streamproc._classify import classify
-from streamproc._fit import FitOptions, fit
-from streamproc.models import load_model
+from streamproc.pipeline.classify import classify
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.store.catalog import load_model
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ second read of the vectors), and rows ingested since from the vectors."""
 import numpy as np
 import zarr
 
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc._project import placement_reads, project
-from streamproc.models import load_model
-from streamproc.store import Store
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
+from streamproc.pipeline.project import placement_reads, project
+from streamproc.store.catalog import load_model
+from streamproc.store.store import Store
 
 
 def _read_chars() -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from streamproc.cli import main
+from streamproc.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -100,7 +100,7 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     import re
 
     import streamproc as sp
-    from streamproc.synth import Mixture, write_batches
+    from streamproc.io.synth import Mixture, write_batches
 
     block = re.search(r"## Python API\n\n```python\n(.*?)```", README, flags=re.S).group(1)
     write_batches(tmp_path / "inbox", mixture=Mixture(dim=384, clusters=6, seed=3), rows=3000, batch_rows=1500,

@@ -14,8 +14,8 @@ from _serve_support import IMAGE_ROWS, MIX, http, make_store, running_server, st
 from conftest import ROOT, run_streamproc, validate
 from PIL import Image
 
-from streamproc.models import load_model
-from streamproc.store import Store
+from streamproc.store.catalog import load_model
+from streamproc.store.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
-from streamproc import stats
+from streamproc.learn import stats
 
 
 def _chunks(n, count):

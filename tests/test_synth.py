@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_streamproc
 
-from streamproc.keywords import KeywordCounter
+from streamproc.view.keywords import KeywordCounter
 
 
 @pytest.mark.parametrize("clusters", [20, 26])

@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from streamproc._classify import classify
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
-from streamproc._project import project
-from streamproc.keywords import KeywordCounter
-from streamproc.neighbours import IVFIndex, place
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.learn.neighbours import IVFIndex, place
+from streamproc.pipeline.classify import classify
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
+from streamproc.pipeline.project import project
+from streamproc.view.keywords import KeywordCounter
 
 MIX = Mixture(dim=48, clusters=6, rank=12, spread_rank=5, seed=5)
 
@@ -24,11 +24,11 @@ MIX = Mixture(dim=48, clusters=6, rank=12, spread_rank=5, seed=5)
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("view")
-    from streamproc.synth import write_batches
+    from streamproc.io.synth import write_batches
 
     write_batches(tmp / "in", mixture=MIX, rows=12_000, batch_rows=4000, fmt="parquet", texts=True)
     ingest(tmp / "store", [tmp / "in"], chunk_rows=1000,
-           read_options=__import__("streamproc.readers", fromlist=["ReadOptions"]).ReadOptions(
+           read_options=__import__("streamproc.io.readers", fromlist=["ReadOptions"]).ReadOptions(
                id_column="id", text_column="text"))
     fit(tmp / "store", FitOptions(ks=[4, 6, 8], sample=4000))
     classify(tmp / "store")
@@ -86,7 +86,7 @@ def test_project_is_incremental_and_switches_method(cli, store, tmp_path):
 def test_chunked_aggregation_equals_one_canvas():
     import datashader as ds
 
-    from streamproc._render import aggregate_blocks
+    from streamproc.view.render import aggregate_blocks
 
     rng = np.random.default_rng(1)
     x, y, c = rng.normal(size=20_000), rng.normal(size=20_000), rng.integers(0, 5, 20_000)
@@ -116,7 +116,7 @@ def test_render_png_size_and_colours(cli, store, tmp_path):
     assert image.size == (900, 700)
     left, top, right, bottom = out["plot_area"]
     plot = np.asarray(image)[top:bottom, left:right]
-    from streamproc._render import category_colors
+    from streamproc.view.render import category_colors
 
     k = out["k"]
     assert k - 1 <= _distinct_colours(plot, category_colors(k)) <= k
@@ -222,8 +222,8 @@ def _nearest_colour(pixels: np.ndarray, colours: list[str]) -> np.ndarray:
 def test_map_labels_each_cluster_at_its_centre_with_its_keyword(store, tmp_path):
     from conftest import run_streamproc, validate
 
-    from streamproc._render import category_colors
-    from streamproc.synth import TOPICS
+    from streamproc.io.synth import TOPICS
+    from streamproc.view.render import category_colors
 
     out = validate(json.loads(run_streamproc("render", store, "-o", tmp_path / "l.png", "--json").stdout), "render")
     run_streamproc("render", store, "-o", tmp_path / "n.png", "--no-labels", "-q")
@@ -257,7 +257,7 @@ def test_map_without_texts_labels_ids_and_names_its_projection(cli, tmp_path):
     title = np.asarray(Image.open(tmp_path / "m.png").convert("L"))[34:52, :600]
     assert (title < 150).sum() > 200  # the line under the title naming the projection
 
-    from streamproc._render import projection_note
+    from streamproc.view.render import projection_note
 
     assert "PCA" in projection_note({"method": "pca"})
     assert "no units" in projection_note({"method": "umap", "sample": 50_000}) and "50,000" in projection_note(
@@ -267,7 +267,7 @@ def test_map_without_texts_labels_ids_and_names_its_projection(cli, tmp_path):
 def test_twenty_colours_have_no_near_twins():
     from itertools import combinations
 
-    from streamproc._render import category_colors, hex_to_lab
+    from streamproc.view.render import category_colors, hex_to_lab
 
     np.testing.assert_allclose(hex_to_lab(["#ff0000", "#ffffff", "#000000"]),
                                [[53.24, 80.09, 67.20], [100, 0, 0], [0, 0, 0]], atol=0.1)  # CIE L*a*b* references

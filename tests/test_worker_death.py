@@ -16,12 +16,12 @@ import pytest
 import zarr
 from conftest import dask_cluster
 
-from streamproc._classify import classify
-from streamproc._fit import FitOptions, fit
-from streamproc._ingest import ingest
 from streamproc.errors import StreamprocError
-from streamproc.store import Store
-from streamproc.synth import Mixture
+from streamproc.io.synth import Mixture
+from streamproc.pipeline.classify import classify
+from streamproc.pipeline.fit import FitOptions, fit
+from streamproc.pipeline.ingest import ingest
+from streamproc.store.store import Store
 
 OPTIONS = dict(ks=[3, 5], sample=2000, block_bytes=500 * 24 * 4)  # one 500-row chunk per task
 

@@ -1,0 +1,156 @@
+"""Run a function over every block of a stored array, on Dask: in-process threads by default, or
+an existing dask.distributed cluster (``--scheduler tcp://HOST:PORT``).
+
+Each task opens the array itself and reads its own rows, so raw vectors never travel between
+processes and are never persisted; only the small statistics each task returns do. Blocks are
+submitted in groups, so memory stays bounded by a group's results whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dask
+import numpy as np
+
+from .. import progress
+from ..errors import StreamprocError
+from ..learn.stats import combine
+from ..store import arrays
+
+GROUP_BLOCKS = 16
+CLUSTER_BLOCKS_PER_TASK = 4  # reduce_blocks on a cluster: blocks a task reads (one at a time)
+
+
+def _read(path: str, start: int, stop: int) -> np.ndarray:
+    return arrays.read_block(path, start, stop)  # a missing or damaged chunk raises, never zeros
+
+
+def _worker_name() -> str:
+    if "distributed" not in sys.modules:  # not on a cluster: do not pay for importing distributed
+        return "local"
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:
+        return "local"
+
+
+def _run_block(path: str, start: int, stop: int, fn: Callable, args: tuple, kwargs: dict):
+    _hold_hook()
+    return fn(_read(path, start, stop), start, *args, **kwargs), _worker_name()
+
+
+def _run_block_range(path: str, ranges: list[tuple[int, int]], fn: Callable, args: tuple, kwargs: dict):
+    """Several consecutive blocks in one task, read one at a time and their statistics combined:
+    on a cluster a task costs milliseconds of scheduling and transfer, so each carries a few blocks
+    while memory stays at one block."""
+    _hold_hook()
+    total = None
+    for start, stop in ranges:
+        value = fn(_read(path, start, stop), start, *args, **kwargs)
+        total = value if total is None else combine(total, value)
+    return total, _worker_name()
+
+
+def _hold_hook() -> None:
+    """Test-only: with STREAMPROC_TEST_HOLD_TASKS=FOLDER (set on the workers), each task announces
+    itself as FOLDER/started-<pid>-<n> and waits until FOLDER/go exists, so a test can kill a worker
+    while a pass is open."""
+    folder = os.environ.get("STREAMPROC_TEST_HOLD_TASKS")
+    if not folder or Path(folder, "go").exists():
+        return
+    import tempfile
+    import time
+
+    tempfile.NamedTemporaryFile(dir=folder, prefix=f"started-{os.getpid()}-", delete=False).close()
+    deadline = time.monotonic() + 120
+    while not Path(folder, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _combine_results(*results):
+    return combine(*[value for value, _ in results]), {worker for _, worker in results}
+
+
+class Runner:
+    """Where passes run. ``scheduler`` is None (threads in this process) or a distributed address."""
+
+    def __init__(self, scheduler: str | None = None, *, threads: int | None = None):
+        self.scheduler = scheduler
+        self.threads = threads or os.cpu_count() or 1
+        self.workers_seen: set[str] = set()
+        self._client = None
+        if scheduler:
+            try:
+                from distributed import Client
+
+                self._client = Client(scheduler, timeout="10s", set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise StreamprocError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _compute(self, tasks: list):
+        if self._client is not None:
+            from distributed import KilledWorker
+
+            try:
+                return self._client.gather(self._client.compute(tasks))
+            except KilledWorker as exc:
+                raise StreamprocError(f"a Dask worker died while running a task ({exc.args[0] if exc.args else exc}) "
+                                      "and the scheduler gave up on it; nothing of this run was committed: run it again"
+                                      ) from None
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # Dask threads x BLAS threads <= cores
+            return dask.compute(tasks, scheduler="threads", num_workers=self.threads)[0]
+
+    def map_blocks(self, path: Path, ranges: list[tuple[int, int]], fn: Callable, *args,
+                   desc: str = "", **kwargs) -> Iterator[tuple[int, object]]:
+        """Yield ``(start, fn(block, start, *args, **kwargs))`` for each row range, in order."""
+        task = dask.delayed(_run_block, pure=False)
+        path = str(Path(path).absolute())  # workers may run in another directory
+        with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
+            for g in range(0, len(ranges), GROUP_BLOCKS):
+                group = ranges[g:g + GROUP_BLOCKS]
+                results = self._compute([task(path, a, b, fn, args, kwargs) for a, b in group])
+                for (a, b), (value, worker) in zip(group, results):
+                    self.workers_seen.add(worker)
+                    bar.update(b - a)
+                    yield a, value
+
+    def reduce_blocks(self, path: Path, ranges: list[tuple[int, int]], fn: Callable, *args,
+                      desc: str = "", **kwargs) -> dict:
+        """``combine`` of ``fn(block, start, ...)`` over all ranges (fn returns a statistics dict).
+
+        Each group of blocks is combined where it was computed (a tree on the cluster), so one small
+        result per group comes back.
+        """
+        per_task = 1 if self._client is None else CLUSTER_BLOCKS_PER_TASK
+        runs = [ranges[i:i + per_task] for i in range(0, len(ranges), per_task)]
+        task = dask.delayed(_run_block_range, pure=False)
+        group_total = dask.delayed(_combine_results, pure=True)
+        path = str(Path(path).absolute())  # workers may run in another directory
+        total = None
+        with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
+            for g in range(0, len(runs), GROUP_BLOCKS):
+                group = runs[g:g + GROUP_BLOCKS]
+                value, workers = self._compute([group_total(*[task(path, run, fn, args, kwargs) for run in group])])[0]
+                self.workers_seen |= workers
+                total = value if total is None else combine(total, value)
+                bar.update(group[-1][-1][1] - group[0][0][0])
+        return total
+

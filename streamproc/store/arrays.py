@@ -1,0 +1,83 @@
+"""Arrays a pipeline writes or reads beside the committed columns, through one small API (this layer is
+the only zarr user): staged float32 row arrays that Dask tasks fill chunk by chunk (a model's reduced
+rows), and small whole arrays (a model's parameters, a map's sample).
+
+They live under a model's staging folder or generation, so they become visible only by the commit that
+lists them (see :mod:`streamproc.store.store`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .integrity import read_rows as _read_checked
+from .store import write_rows
+
+
+def exists(path: str | os.PathLike) -> bool:
+    return (Path(path) / "zarr.json").exists()
+
+
+def create_rows(path: str | os.PathLike, rows: int, width: int, chunk_rows: int) -> None:
+    """An uncompressed float32 rows x width array, chunked by ``chunk_rows`` (each task writes its own chunks)."""
+    zarr.create_array(Path(path), shape=(rows, width), dtype="float32", chunks=(chunk_rows, width), compressors=None,
+                      overwrite=True)
+
+
+def write_block(path: str | os.PathLike, start: int, values: np.ndarray) -> None:
+    """``array[start:start + len(values)] = values`` (whole chunks straight to their files)."""
+    write_rows(Path(path), zarr.open_array(Path(path), mode="r+"), start, values)
+
+
+def chunk_rows(path: str | os.PathLike) -> int:
+    return zarr.open_array(Path(path), mode="r").chunks[0]
+
+
+@lru_cache(maxsize=32)
+def _open(path: str, modified_ns: int) -> zarr.Array:
+    """An array opened once per process and version of its metadata (its shape grows with commits)."""
+    return zarr.open_array(path, mode="r")
+
+
+def read_block(path: str | os.PathLike, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)``; a missing or damaged chunk raises :class:`StoreError`, never zeros."""
+    path = str(path)
+    arr = _open(path, (Path(path) / "zarr.json").stat().st_mtime_ns)
+    if arr.shape[0] < stop:
+        arr = zarr.open_array(path, mode="r")
+    return _read_checked(Path(path), arr, start, stop)
+
+
+def save_small(path: str | os.PathLike, value) -> None:
+    """A small array, written whole as one chunk."""
+    value = np.asarray(value)
+    zarr.create_array(Path(path), data=value, chunks=value.shape or (1,), overwrite=True)
+
+
+def load_small(path: str | os.PathLike) -> np.ndarray:
+    return zarr.open_array(Path(path), mode="r")[...]
+
+
+def link_chunks(old: Path, new: Path, rows: int, block: int) -> int:
+    """Hard-link (or copy) the whole chunks of ``old``'s first ``rows`` rows into ``new`` (same chunking):
+    a warm refit keeps the reduced rows it already has. Returns the first row still to write; 0 when
+    the chunkings differ."""
+    if chunk_rows(old) != block:
+        return 0
+    whole = rows // block
+    for i in range(whole):
+        source, target = old / "c" / str(i) / "0", new / "c" / str(i) / "0"
+        if not source.exists():
+            return i * block
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    return whole * block
