@@ -58,8 +58,8 @@ from streamproc.store.catalog import load_model
 from streamproc.store.store import Store
 import umap
 store = Store.open(sys.argv[1]); model = load_model(store)
-entry = store.manifest.models[model.id]["projection"]
-base = store.path / "models" / model.id / entry["array"]
+entry = store.manifest.models[model.id].projection
+base = store.path / "models" / model.id / entry.array
 sample_z = zarr.open_array(str(base) + "-sample", mode="r")[:]
 reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=0).fit(sample_z)
 rows = slice(store.rows - 50_000, store.rows)

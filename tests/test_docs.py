@@ -25,7 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
 NOT_RUN = {  # examples that need something a test machine does not have, and the test that covers them
     "10.0.0.5": "needs a Dask cluster at that address (tests/test_distributed.py fits on a real one)",
+    "/data/photos": "needs a folder of images (tests/test_serve.py serves thumbnails from --images-root)",
+    'predict store --text "': "needs a store embedded from texts (tests/test_serve.py::test_texts_are_embedded_"
+                              "with_the_stores_encoder predicts texts with the real encoder)",
 }
+SERVER = re.compile(r"^streamproc serve\b")  # runs until stopped: started, its URL awaited, then stopped
 README_SKIPPED_BLOCKS = ("pip install", "pytest", "tox")  # installing and testing: test_readme.py, CI
 
 
@@ -67,10 +71,55 @@ def runnable(line: str, model_id: str | None, encoder_dir: str) -> str:
     return line.replace("./my-finetuned-model", encoder_dir)
 
 
+def _env() -> dict:
+    return {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"], "STREAMPROC_DEMO_ROWS": "2000"}
+
+
 def _run(script: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"], "STREAMPROC_DEMO_ROWS": "2000"}
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=_env(), capture_output=True,
                           text=True, timeout=900)
+
+
+def _serve(line: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Start ``streamproc serve`` (on a free port), wait until it answers at the URL it prints, stop it."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    line = re.sub(r" --port \d+", "", line) + f" --port {port}"
+    proc = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline, answered = time.time() + 120, False
+    while time.time() < deadline and proc.poll() is None and not answered:
+        try:
+            answered = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2).status == 200
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(line, 0 if answered and f"127.0.0.1:{port}" in out else 1, out, err)
+
+
+def _run_lines(lines: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run the lines as one bash script, but each ``streamproc serve`` as a server (see :func:`_serve`)."""
+    result, pending = subprocess.CompletedProcess("", 0, "", ""), []
+    for line in [*lines, None]:
+        if line is not None and not SERVER.match(line):
+            pending.append(line)
+            continue
+        if pending:
+            result = _run("\n".join(pending), cwd)
+            pending = []
+            if result.returncode:
+                return result
+        if line is not None:
+            result = _serve(line, cwd)
+            if result.returncode:
+                return result
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +146,7 @@ def workspace(tmp_path_factory):
     (base / "reviews.csv").write_text("review_id,review\n" + "".join(
         f"r{i},{t}\n" for i, t in enumerate(["great pasta and friendly staff", "slow delivery, cold soup",
                                              "the best espresso in town", "noisy room but a kind host"] * 5)))
+    np.save(base / "queries.npy", rng.standard_normal((5, 16)).astype("float32"))  # `predict --vectors queries.npy`
     (base / "examples" / "texts").mkdir(parents=True)
     shutil.copy(ROOT / "examples" / "texts" / "texts.csv", base / "examples" / "texts" / "texts.csv")
     models = json.loads(_run("streamproc models store --json", base).stdout)["models"]
@@ -124,7 +174,7 @@ def test_help_examples_run(command, lines, workspace, tmp_path):
         if any(marker in line for marker in NOT_RUN):
             continue
         script = runnable(line, model_id, encoder_dir)
-        proc = _run(script, work)
+        proc = _run_lines([script], work)
         assert proc.returncode == 0, (command, script, proc.stdout[-2000:], proc.stderr[-2000:])
 
 
@@ -132,11 +182,12 @@ def test_help_examples_run(command, lines, workspace, tmp_path):
 def test_readme_bash_blocks_run(index, workspace, tmp_path):
     _, _, encoder_dir = workspace
     work = _fresh_copy(workspace, tmp_path)
-    for name in ("store", "inbox"):  # each README block starts from an empty folder (but the shipped files)
-        shutil.rmtree(work / name)
     lines = [line for line in readme_blocks()[index] if line.strip() and not line.lstrip().startswith("#")]
-    script = "\n".join(runnable(line, None, encoder_dir) for line in lines)
-    proc = _run(script, work)
+    if any(re.match(r"streamproc (synth|ingest|embed|demo)\b", line) for line in lines):
+        for name in ("store", "inbox"):  # a block that makes its store starts from an empty folder
+            shutil.rmtree(work / name)
+    script = [runnable(line, None, encoder_dir) for line in lines]
+    proc = _run_lines(script, work)
     assert proc.returncode == 0, (script, proc.stdout[-2000:], proc.stderr[-2000:])
 
 

@@ -44,6 +44,6 @@ def test_project_reads_the_reduced_rows_for_fitted_rows_and_the_vectors_after(tm
 
 
 def _projection_array(store_path, model_id):
-    meta = Store.open(store_path).manifest.models[model_id]["projection"]
-    return store_path / "models" / model_id / meta["array"]
+    meta = Store.open(store_path).manifest.models[model_id].projection
+    return store_path / "models" / model_id / meta.array
 

@@ -33,8 +33,8 @@ def stored(store, name, rows=slice(None)):
 
 def positions(store):
     s = Store.open(store)
-    meta = s.manifest.models[s.manifest.current_model]["projection"]
-    return zarr.open_array(store / "models" / s.manifest.current_model / meta["array"], mode="r")[:]
+    meta = s.manifest.models[s.manifest.current_model].projection
+    return zarr.open_array(store / "models" / s.manifest.current_model / meta.array, mode="r")[:]
 
 
 def test_info_clusters_rows_members(served):

@@ -117,7 +117,7 @@ def test_without_retries_runs_fail_clearly_commit_nothing_and_reruns_complete(tm
         outcome = _run_killing_one_worker(
             hold, workers, lambda: classify(store, model.id, scheduler=address, block_bytes=OPTIONS["block_bytes"]))
         assert isinstance(outcome.get("error"), StreamprocError), outcome
-        watermark = Store.open(store).manifest.models[model.id]["watermark"]
+        watermark = Store.open(store).manifest.models[model.id].watermark
         assert watermark % 500 == 0 and watermark < 12_000  # whatever was committed, committed whole
         rerun = classify(store, model.id, scheduler=address, block_bytes=OPTIONS["block_bytes"])
         assert rerun.labelled == 12_000 - watermark
@@ -126,7 +126,7 @@ def test_without_retries_runs_fail_clearly_commit_nothing_and_reruns_complete(tm
 
 def _check_labels_once(store, model):
     manifest = Store.open(store).manifest
-    assert manifest.models[model.id]["watermark"] == 12_000
+    assert manifest.models[model.id].watermark == 12_000
     labels = zarr.open_array(store / "models" / model.id / "labels", mode="r")[:]
     assert labels.shape == (12_000,)
     x = zarr.open_array(store / "vectors", mode="r")[:]

@@ -67,10 +67,10 @@ def assign_ids(model: Model, reference: Model | None, next_id: int) -> tuple[np.
     return ids, next_id + len(fresh)
 
 
-def next_free_id(registry: int, models: dict[str, dict]) -> int:
+def next_free_id(registry: int, models: dict) -> int:
     """The registry's next id; stores written before the registry existed used ids 0 .. k-1 per model."""
-    legacy = max((int(entry.get("k", 0)) for entry in models.values() if "cluster_ids" not in entry), default=0)
-    listed = max((max(entry["cluster_ids"]) + 1 for entry in models.values() if entry.get("cluster_ids")), default=0)
+    legacy = max((entry.k for entry in models.values() if not entry.cluster_ids), default=0)
+    listed = max((max(entry.cluster_ids) + 1 for entry in models.values() if entry.cluster_ids), default=0)
     return max(registry, legacy, listed)
 
 

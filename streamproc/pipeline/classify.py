@@ -86,7 +86,7 @@ def classify(store_path: str | os.PathLike, model_id: str | None = None, *, outl
     began = time.perf_counter()
     with open_writer(store_path, wait=wait) as writer:
         model = load_model(writer, model_id)
-        start = int(writer.manifest.models[model.id].get("watermark", 0))
+        start = writer.manifest.models[model.id].watermark
         stop = writer.rows
         train_mean = train_mean_distance(model)
         if start >= stop:
@@ -127,5 +127,5 @@ def _ensure_label_arrays(writer: StoreWriter, model_id: str, length: int) -> Non
 
 def _commit_watermark(writer: StoreWriter, model_id: str, watermark: int) -> None:
     manifest = writer.manifest
-    models = {**manifest.models, model_id: {**manifest.models[model_id], "watermark": watermark}}
+    models = {**manifest.models, model_id: replace(manifest.models[model_id], watermark=watermark)}
     writer.commit(replace(manifest, models=models))

@@ -80,4 +80,4 @@ def _add(inliers: np.ndarray, outliers: np.ndarray, pa: np.ndarray, outlier: np.
 
 
 def _watermark(store: Store, model_id: str) -> int:
-    return int(store.manifest.models[model_id].get("watermark", 0))
+    return store.manifest.models[model_id].watermark

@@ -32,7 +32,7 @@ def export_labels(store_path: str | os.PathLike, output: str | os.PathLike, *, m
     if with_texts and not store.has_column("texts"):
         raise UsageError(f"--with-texts: {store.path} holds no texts (ingest with --text-column, or embed)")
     model_id = resolve_model_id(store, model_id)
-    watermark = int(store.manifest.models[model_id].get("watermark", 0))
+    watermark = store.manifest.models[model_id].watermark
     start = 0
     if since_batch is not None:
         check_name(since_batch, "batch id")

@@ -37,7 +37,7 @@ from ..learn.model import QUANTILES, Model, normalize_rows
 from ..learn.pca import SOLVERS, StreamingPCA, leading_basis, projection_error  # noqa: F401
 from ..options import CLASSIFIERS, DEFAULT_K, FIT_COMMIT_WAIT, LINKAGES, METRICS, SCALINGS, SELECTIONS
 from ..store import arrays
-from ..store.manifest import utc_now
+from ..store.manifest import ModelEntry, utc_now
 from ..store.store import Store, block_ranges, make_staging_dir, open_writer, rows_per_block
 from . import methods
 from .runner import Runner
@@ -495,9 +495,9 @@ def _commit_model(store_path: Path, staging: Path, model: Model, *, activate: bo
         writer.fsync_tree(staging)
         os.replace(staging, final)
         current = activate or manifest.current_model is None
-        models = {**manifest.models, model.id: {"created_at": model.created_at, "k": model.k, "watermark": 0,
-                                                "fit_rows": list(model.fit_rows), "dim": model.dim,
-                                                "cluster_ids": [int(i) for i in ids]}}
+        entry = ModelEntry(created_at=model.created_at, k=model.k, dim=model.dim, fit_rows=tuple(model.fit_rows),
+                           cluster_ids=tuple(int(i) for i in ids))
+        models = {**manifest.models, model.id: entry}
         writer.commit(replace(manifest, models=models, next_cluster_id=next_id,
                               current_model=model.id if current else manifest.current_model))
     return model, current, reference.id if reference is not None else None

@@ -74,7 +74,7 @@ def predict_vectors(store: Store, model: Model, vectors: np.ndarray, *, near: Ne
 def scan_near(store: Store, model: Model) -> NearFn:
     """Nearest stored rows by a block-by-block scan of the positions (bounded memory, no index)."""
     path = projection_path(store, model.id)
-    shown = int(store.manifest.models[model.id].get("projection_watermark", 0))
+    shown = store.manifest.models[model.id].projection_watermark
 
     def near(x: float, y: float, n: int) -> tuple[np.ndarray, np.ndarray]:
         best_rows, best_d = np.zeros(0, np.int64), np.zeros(0)

@@ -29,6 +29,7 @@ from ..learn.neighbours import IVFIndex, place
 from ..options import PROJECTIONS
 from ..store import arrays
 from ..store.catalog import load_model
+from ..store.manifest import ProjectionEntry
 from ..store.store import StagingQueue, Store, block_ranges, open_writer, rows_per_block
 from .runner import Runner
 
@@ -132,15 +133,15 @@ def _fit_tsne(sample_z: np.ndarray, metric: str, seed: int) -> np.ndarray:
 
 
 def load_projection(store: Store, model_id: str) -> Projection | None:
-    meta = store.manifest.models[model_id].get("projection")
+    meta = store.manifest.models[model_id].projection
     if not meta:
         return None
-    if meta["method"] == "pca":
+    if meta.method == "pca":
         return Projection("pca")
-    base = store.resolve(f"models/{model_id}/{meta['array']}")
+    base = store.resolve(f"models/{model_id}/{meta.array}")
     sample_z = arrays.load_small(base.with_name(base.name + "-sample"))
     sample_xy = arrays.load_small(base.with_name(base.name + "-sample-xy"))
-    return Projection(meta["method"], sample_z, sample_xy, int(meta.get("seed", 0)))
+    return Projection(meta.method, sample_z, sample_xy, meta.seed)
 
 
 def _remove_generation(path) -> None:
@@ -152,8 +153,8 @@ def _remove_generation(path) -> None:
 
 def projection_path(store: Store, model_id: str) -> str | None:
     """The committed projection array of a model (relative to the store), or None."""
-    meta = store.manifest.models[model_id].get("projection")
-    return f"models/{model_id}/{meta['array']}" if meta else None
+    meta = store.manifest.models[model_id].projection
+    return f"models/{model_id}/{meta.array}" if meta else None
 
 
 def project(store_path: str | os.PathLike, model_id: str | None = None, *, method: str | None = None,
@@ -163,33 +164,33 @@ def project(store_path: str | os.PathLike, model_id: str | None = None, *, metho
     began = time.perf_counter()
     store = Store.open(store_path)
     model = load_model(store, model_id)
-    existing = store.manifest.models[model.id].get("projection")
-    method = method or (existing or {}).get("method", "umap")
+    existing = store.manifest.models[model.id].projection
+    method = method or (existing.method if existing else "umap")
     if method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     fit_seconds = 0.0
     with Runner(scheduler) as runner:
-        refit = existing is None or existing["method"] != method
+        refit = existing is None or existing.method != method
         if refit:
             t = time.perf_counter()
             projection = fit_projection(store, model, method=method, sample=sample, seed=seed, runner=runner)
             fit_seconds = time.perf_counter() - t
         with open_writer(store_path, wait=wait) as writer:
             entry = writer.manifest.models[model.id]
-            if not refit and entry.get("projection") != existing:
+            if not refit and entry.projection != existing:
                 refit = True  # another run changed the method meanwhile: start over with ours
                 projection = fit_projection(writer, model, method=method, sample=sample, seed=seed, runner=runner)
             if not refit:
                 projection = load_projection(writer, model.id)
-            start = 0 if refit else int(entry.get("projection_watermark", 0))
+            start = 0 if refit else entry.projection_watermark
             stop = writer.rows
             if refit:  # a new generation of arrays: the committed projection stays intact until the commit
                 array = f"projection-{method}-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
-                meta = {"method": method, "array": array, "seed": seed,
-                        "sample": 0 if projection.sample_z is None else len(projection.sample_z)}
+                meta = ProjectionEntry(method=method, array=array, seed=seed,
+                                       sample=0 if projection.sample_z is None else len(projection.sample_z))
             else:
-                meta = entry["projection"]
-            path = f"models/{model.id}/{meta['array']}"
+                meta = entry.projection
+            path = f"models/{model.id}/{meta.array}"
             if refit:
                 writer.create_column(path, length=0, chunk_rows=65_536, dtype="float32", width=2)
                 if projection.sample_z is not None:
@@ -197,13 +198,13 @@ def project(store_path: str | os.PathLike, model_id: str | None = None, *, metho
                         arrays.save_small(writer.path / (path + suffix), value)
                         writer.fsync_tree(writer.path / (path + suffix))
             models = {**writer.manifest.models,
-                      model.id: {**entry, "projection": meta, "projection_watermark": stop}}
+                      model.id: replace(entry, projection=meta, projection_watermark=stop)}
             with StagingQueue(writer, f"models/{model.id}", 65_536) as queue:
                 for path, ranges, place_fn, args in placement_reads(writer, model, start, stop, block_bytes):
                     for row, xy in runner.map_blocks(path, ranges, place_fn, *args, projection,
                                                      desc=f"project {model.id} ({path.name})"):
-                        queue.put(row, {meta["array"]: xy})
+                        queue.put(row, {meta.array: xy})
                 queue.commit(stop, lambda w: w.commit(replace(w.manifest, models=models)))
             if refit and existing:
-                _remove_generation(writer.path / "models" / model.id / existing["array"])
+                _remove_generation(writer.path / "models" / model.id / existing.array)
     return ProjectResult(model.id, method, stop - start, time.perf_counter() - began, fit_seconds, stop)

@@ -50,7 +50,7 @@ def list_models(store_path: str | os.PathLike) -> dict:
         out.append({"id": model_id, "current": model_id == store.manifest.current_model, "k": model.k,
                     "n_components": model.n_components, "explained_variance": model.explained_variance,
                     "metric": model.metric, "scaling": model.scaling, "created_at": model.created_at,
-                    "fit_rows": list(model.fit_rows), "watermark": int(meta.get("watermark", 0)),
+                    "fit_rows": list(model.fit_rows), "watermark": meta.watermark,
                     "scores": model.scores, "cluster_ids": [int(i) for i in model.classes_]})
     return {"current_model": store.manifest.current_model, "models": out}
 

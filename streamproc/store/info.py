@@ -25,8 +25,8 @@ def store_info(path: str | os.PathLike) -> dict:
             for b in m.batches
         ],
         "models": [
-            {"id": model_id, "current": model_id == m.current_model, "created_at": meta.get("created_at"),
-             "k": meta.get("k"), "watermark": meta.get("watermark", 0)}
+            {"id": model_id, "current": model_id == m.current_model, "created_at": meta.created_at,
+             "k": meta.k, "watermark": meta.watermark}
             for model_id, meta in m.models.items()
         ],
         "current_model": m.current_model,

@@ -58,6 +58,63 @@ class Batch:
         return self.stop - self.start
 
 
+@dataclass(frozen=True)
+class ProjectionEntry:
+    """A model's committed 2-D map: how it was made and the array (a generation) holding the positions."""
+
+    method: str  # one of options.PROJECTIONS
+    array: str  # "projection-<method>-<time>-<pid>", under models/<id>/
+    seed: int = 0
+    sample: int = 0  # rows the map was fitted on
+
+    @classmethod
+    def from_dict(cls, data, where: str, model_id: str) -> ProjectionEntry:
+        if not isinstance(data, dict):
+            raise StoreError(f"{where}: damaged manifest (model {model_id} projection must be an object)")
+        try:
+            entry = cls(**data)
+        except TypeError as exc:
+            raise StoreError(f"{where}: damaged manifest (model {model_id} projection: {exc})") from None
+        if not is_safe_name(entry.array) or not entry.array.startswith("projection-"):
+            raise StoreError(f"{where}: damaged manifest (model {model_id} projection array must be a safe name "
+                             "starting 'projection-')")
+        if entry.method not in PROJECTIONS:
+            raise StoreError(f"{where}: damaged manifest (model {model_id} projection method must be one of "
+                             f"{', '.join(PROJECTIONS)})")
+        return entry
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A committed model as the manifest lists it: what it is and how far it has labelled and placed rows."""
+
+    created_at: str
+    k: int
+    dim: int
+    fit_rows: tuple[int, int]
+    watermark: int = 0  # rows [0, watermark) are labelled
+    cluster_ids: tuple[int, ...] = ()  # (empty in stores written before stable ids)
+    projection: ProjectionEntry | None = None
+    projection_watermark: int = 0  # rows [0, projection_watermark) are placed on the map
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data, where: str, model_id: str) -> ModelEntry:
+        if not isinstance(data, dict):
+            raise StoreError(f"{where}: damaged manifest (model {model_id} must be an object)")
+        fields = dict(data)
+        try:
+            fields["fit_rows"] = tuple(fields.get("fit_rows", (0, 0)))
+            fields["cluster_ids"] = tuple(fields.get("cluster_ids", ()))
+            if fields.get("projection") is not None:
+                fields["projection"] = ProjectionEntry.from_dict(fields["projection"], where, model_id)
+            return cls(**fields)
+        except TypeError as exc:
+            raise StoreError(f"{where}: damaged manifest (model {model_id}: {exc})") from None
+
+
 @dataclass
 class Manifest:
     """Everything committed in a store."""
@@ -68,7 +125,7 @@ class Manifest:
     rows: int = 0
     batches: list[Batch] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # optional row-aligned arrays: "ids", "texts"
-    models: dict[str, dict] = field(default_factory=dict)  # id -> {"created_at", "watermark", ...}
+    models: dict[str, ModelEntry] = field(default_factory=dict)
     current_model: str | None = None
     next_cluster_id: int = 0  # cluster id registry: ids below this were given once and are never reused
     created_at: str = field(default_factory=utc_now)
@@ -92,6 +149,10 @@ class Manifest:
             if not isinstance(fields.get("batches", []), list):
                 raise TypeError("batches must be a list")
             fields["batches"] = [Batch(**b) for b in fields.get("batches", [])]
+            if not isinstance(fields.get("models", {}), dict):
+                raise TypeError("models must be an object")
+            fields["models"] = {model_id: ModelEntry.from_dict(entry, where, model_id)
+                                for model_id, entry in fields.get("models", {}).items()}
             manifest = cls(**fields)
         except TypeError as exc:
             raise StoreError(f"{where}: damaged manifest ({exc})") from None
@@ -138,24 +199,16 @@ def validate_manifest(m: Manifest, where: str) -> None:
         end = b.stop
     if end != m.rows:
         fail(f"batches end at row {end}, but rows is {m.rows}")
-    if not isinstance(m.models, dict):
-        fail("models must be an object")
-    for model_id, info in m.models.items():
+    for model_id, entry in m.models.items():
         if not is_safe_name(model_id):
             fail(f"invalid model id {str(model_id)[:80]!r}")
-        if not isinstance(info, dict):
-            fail(f"model {model_id} must be an object")
-        if count(info.get("watermark", 0), f"model {model_id} watermark") > m.rows:
-            fail(f"model {model_id} watermark {info.get('watermark')} is past the {m.rows} rows")
-        projection = info.get("projection")
-        if projection is not None:
-            if not isinstance(projection, dict) or not is_safe_name(projection.get("array")) \
-                    or not str(projection.get("array")).startswith("projection-"):
-                fail(f"model {model_id} projection array must be a safe name starting 'projection-'")
-            if projection.get("method") not in PROJECTIONS:
-                fail(f"model {model_id} projection method must be one of {', '.join(PROJECTIONS)}")
-            if count(info.get("projection_watermark", 0), f"model {model_id} projection_watermark") > m.rows:
-                fail(f"model {model_id} projection_watermark is past the {m.rows} rows")
+        if count(entry.watermark, f"model {model_id} watermark") > m.rows:
+            fail(f"model {model_id} watermark {entry.watermark} is past the {m.rows} rows")
+        if count(entry.projection_watermark, f"model {model_id} projection_watermark") > m.rows:
+            fail(f"model {model_id} projection_watermark is past the {m.rows} rows")
+        count(entry.k, f"model {model_id} k", 1)
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in entry.cluster_ids):
+            fail(f"model {model_id} cluster_ids must be integers >= 0")
     if m.current_model is not None and m.current_model not in m.models:
         fail(f"current_model {str(m.current_model)[:80]!r} is not a listed model")
 

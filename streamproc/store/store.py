@@ -73,9 +73,9 @@ def committed_lengths(manifest: Manifest) -> dict[str, int]:
     lengths.update({name: manifest.rows for name in manifest.columns})
     for model_id, info in manifest.models.items():
         for array in LABEL_ARRAYS:
-            lengths[f"models/{model_id}/{array}"] = int(info.get("watermark", 0))
-        if info.get("projection"):
-            lengths[f"models/{model_id}/{info['projection']['array']}"] = int(info.get("projection_watermark", 0))
+            lengths[f"models/{model_id}/{array}"] = info.watermark
+        if info.projection:
+            lengths[f"models/{model_id}/{info.projection.array}"] = info.projection_watermark
     return lengths
 
 
@@ -303,7 +303,7 @@ class StoreWriter(Store):
             if listed is None and removable(child):
                 shutil.rmtree(child, ignore_errors=True)
             elif listed is not None and child.is_dir() and not child.is_symlink():
-                _remove_old_generations(child, (listed.get("projection") or {}).get("array"))
+                _remove_old_generations(child, listed.projection.array if listed.projection else None)
 
     def fsync_tree(self, directory: Path) -> None:
         """fsync every file below ``directory`` and the directories themselves (before a commit)."""

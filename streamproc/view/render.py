@@ -194,7 +194,7 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
         names = [f"{name} · {keywords[c]}" if keywords and keywords[c] else name for c, name in enumerate(names)]
         _draw_labels(page, placed)
     _draw_text(page, model, rows, color, names, colors, counts, plot_w,
-               projection_note(store.manifest.models[model.id]["projection"]))
+               projection_note(store.manifest.models[model.id].projection))
     facts = {"rows": rows, "behind": store.rows - rows, "k": model.k, "width": width, "height": height, "color": color,
              "plot_area": [0, TITLE_HEIGHT, plot_w, height], "categories": len(names), "labels": placed}
     return page, facts
@@ -237,10 +237,12 @@ def _box_sums(image: np.ndarray, size: int) -> np.ndarray:
     return table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
 
 
-def projection_note(projection: dict) -> str:
-    if projection["method"] == "pca":
+def projection_note(projection) -> str:
+    """The line under the map's title: how the positions were made (a ``ProjectionEntry``)."""
+    if projection.method == "pca":
         return "projection: the first two PCA components of the model's reduced rows"
-    return (f"projection: UMAP fitted on {projection.get('sample', 0):,} sample rows, the others placed by their "
+    name = {"umap": "UMAP", "tsne": "t-SNE"}[projection.method]
+    return (f"projection: {name} fitted on {projection.sample:,} sample rows, the others placed by their "
             "nearest sample neighbours; its axes carry no units (only neighbourhoods are meaningful)")
 
 
@@ -298,13 +300,13 @@ def drawable_rows(store: Store, model_id: str) -> int:
     """Rows the model has both labelled and placed (render and report only read; they never label or
     place rows themselves). A clear error naming the command to run when there are none."""
     entry = store.manifest.models[model_id]
-    if int(entry.get("watermark", 0)) == 0:
+    if entry.watermark == 0:
         raise StreamprocError(f"{store.path}: model {model_id} has labelled no rows yet; "
                               f"run `streamproc classify {store.path}` first")
-    if not entry.get("projection") or int(entry.get("projection_watermark", 0)) == 0:
+    if not entry.projection or entry.projection_watermark == 0:
         raise StreamprocError(f"{store.path}: model {model_id} has no 2-D positions yet; "
                               f"run `streamproc project {store.path}` first")
-    return min(int(entry["watermark"]), int(entry["projection_watermark"]))
+    return min(entry.watermark, entry.projection_watermark)
 
 
 def behind_message(store_path, behind: int) -> str | None:

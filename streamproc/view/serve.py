@@ -125,7 +125,7 @@ class Explorer:
         return png
 
     def clusters(self, store: Store, model: Model) -> dict:
-        rows = int(store.manifest.models[model.id].get("watermark", 0))
+        rows = store.manifest.models[model.id].watermark
         key = (model.id, rows)
         if key not in self._clusters:
             self._clusters = {key: self._summarise(store, model, rows)}  # keep only the newest snapshot
@@ -152,8 +152,8 @@ class Explorer:
 
     def projection(self, store: Store, model: Model) -> Projection | None:
         """The model's committed map, kept loaded (a UMAP map's placement index is built once)."""
-        meta = store.manifest.models[model.id].get("projection")
-        key = (model.id, meta["array"]) if meta else None
+        meta = store.manifest.models[model.id].projection
+        key = (model.id, meta.array) if meta else None
         if self._projection[0] != key:
             self._projection = (key, load_projection(store, model.id) if key else None)
         return self._projection[1]
@@ -173,14 +173,14 @@ class Explorer:
         for column in ("ids", "texts"):
             if store.has_column(column):
                 view[column[:-1]] = str(store.read(column, row, row + 1)[0])
-        if row < int(entry.get("watermark", 0)):
+        if row < entry.watermark:
             base = f"models/{model.id}"
             view["label"] = int(store.read(f"{base}/labels", row, row + 1)[0])
             view["outlier"] = bool(store.read(f"{base}/outlier", row, row + 1)[0])
             for name in ("distance", "confidence"):
                 view[name] = float(store.read(f"{base}/{name}", row, row + 1)[0])
-        meta = entry.get("projection")
-        if meta and row < int(entry.get("projection_watermark", 0)):
+        meta = entry.projection
+        if meta and row < entry.projection_watermark:
             view["x"], view["y"] = (float(v) for v in store.read(f"models/{model.id}/{meta['array']}", row, row + 1)[0])
         view["batch"] = next((b.id for b in store.manifest.batches if b.start <= row < b.stop), None)
         if self.image_path(view["id"]) is not None:
@@ -199,7 +199,7 @@ class Explorer:
     def members(self, store: Store, model: Model, c: int, *, offset: int, limit: int, outliers: bool) -> list[int]:
         """Rows ``offset .. offset + limit`` of cluster index ``c`` (only its outliers with ``outliers``),
         scanning the labels block by block and stopping once the page is full."""
-        rows = int(store.manifest.models[model.id].get("watermark", 0))
+        rows = store.manifest.models[model.id].watermark
         base, label = f"models/{model.id}", model.classes_[c]
         found: list[int] = []
         for a, _, got in store.iter_rows([f"{base}/labels", f"{base}/outlier"], 0, rows, 262_144):
@@ -265,7 +265,7 @@ def create_app(explorer: Explorer) -> Starlette:
         entry = store.manifest.models[model.id]
         index = explorer.index(store, model)
         data = {"model": model.id, "k": model.k, "rows": store.rows, "dim": store.dim,
-                "labelled": int(entry.get("watermark", 0)), "projected": int(entry.get("projection_watermark", 0)),
+                "labelled": entry.watermark, "projected": entry.projection_watermark,
                 "classes": [int(c) for c in model.classes_], "texts": predicting.recorded_encoder(store) is not None,
                 "max_zoom": MAX_ZOOM, "extent": None, "version": None, "colors": {}}
         if index is not None:

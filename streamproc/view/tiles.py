@@ -215,11 +215,11 @@ def empty_png() -> bytes:
 def projection_snapshot(store: Store, model) -> tuple | None:
     """What a tile index depends on: (model id, projection array, rows shown, batches); None if unprojected."""
     entry = store.manifest.models[model.id]
-    meta = entry.get("projection")
-    rows = min(int(entry.get("watermark", 0)), int(entry.get("projection_watermark", 0)))
+    meta = entry.projection
+    rows = min(entry.watermark, entry.projection_watermark)
     if not meta or rows == 0:
         return None
-    return model.id, meta["array"], rows, len(store.manifest.batches)
+    return model.id, meta.array, rows, len(store.manifest.batches)
 
 
 def build_index(store: Store, model) -> TileIndex | None:
