@@ -192,7 +192,8 @@ def test_bad_inputs(cli, tmp_path, fitted_store):
     model_id = cli.json("fit", other, "--k", "2,3")["model"]
     shutil.copytree(other / "models" / model_id, store / "models" / model_id)
     manifest = json.loads((store / "manifest.json").read_text())
-    manifest["models"][model_id] = {"watermark": 0, "k": 2}
+    manifest["models"][model_id] = {"created_at": "2026-01-01T00:00:00Z", "k": 2, "dim": 8, "fit_rows": [0, 2],
+                                    "watermark": 0}
     (store / "manifest.json").write_text(json.dumps(manifest))
     before = store_state(store)
     out = cli.json("classify", store, "--model", model_id, code=1, schema="error")

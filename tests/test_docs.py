@@ -89,7 +89,7 @@ def _serve(line: str, cwd: Path) -> subprocess.CompletedProcess:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    line = re.sub(r" --port \d+", "", line) + f" --port {port}"
+    line = re.sub(r" --port \d+", "", line.split(" #")[0]) + f" --port {port}"
     proc = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline, answered = time.time() + 120, False
@@ -101,6 +101,11 @@ def _serve(line: str, cwd: Path) -> subprocess.CompletedProcess:
     proc.terminate()
     out, err = proc.communicate(timeout=30)
     return subprocess.CompletedProcess(line, 0 if answered and f"127.0.0.1:{port}" in out else 1, out, err)
+
+
+def _model_ids(line: str, models) -> str:
+    """The README's placeholder model ids, each replaced by the next model of the store, in order."""
+    return _model_id_pattern().sub(lambda m: next(models, {"id": m.group(0)})["id"], line)
 
 
 def _run_lines(lines: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -166,8 +171,8 @@ def _fresh_copy(workspace, tmp_path) -> Path:
 def test_help_examples_run(command, lines, workspace, tmp_path):
     _, model_id, encoder_dir = workspace
     work = _fresh_copy(workspace, tmp_path)
-    if command in ("embed", "streamproc"):
-        shutil.rmtree(work / "store")  # embed starts a store of its own; the day starts from nothing
+    if command in ("embed", "ingest", "streamproc"):
+        shutil.rmtree(work / "store")  # embed and ingest start a store of their own; the day starts from nothing
     if command == "streamproc":
         shutil.rmtree(work / "inbox")
     for line in lines:
@@ -186,7 +191,9 @@ def test_readme_bash_blocks_run(index, workspace, tmp_path):
     if any(re.match(r"streamproc (synth|ingest|embed|demo)\b", line) for line in lines):
         for name in ("store", "inbox"):  # a block that makes its store starts from an empty folder
             shutil.rmtree(work / name)
-    script = [runnable(line, None, encoder_dir) for line in lines]
+    models = iter(json.loads(_run("streamproc models store --json", work).stdout)["models"]) \
+        if (work / "store").exists() else iter(())
+    script = [_model_ids(runnable(line, None, encoder_dir), models) for line in lines]
     proc = _run_lines(script, work)
     assert proc.returncode == 0, (script, proc.stdout[-2000:], proc.stderr[-2000:])
 

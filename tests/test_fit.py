@@ -196,7 +196,7 @@ def test_bad_fit_inputs_leave_store_unchanged(cli, tmp_path, mixture_data):
         out = cli.json("fit", store, "--k", bad, code=2, schema="error")
         assert "--k" in out["error"]
     out = cli.json("fit", store, "--k", "2,8", "--sample", "5", code=2, schema="error")
-    assert "--sample 5 is smaller than the largest --k (8)" in out["error"]
+    assert "sample (--sample) 5 is smaller than the largest k (8)" in out["error"]
     out = cli.json("fit", store, "--k", "2,3", "--scheduler", "tcp://127.0.0.1:1", code=1, schema="error")
     assert "cannot reach the Dask scheduler" in out["error"]
     assert store_state(store)[0] == before[0]

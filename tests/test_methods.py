@@ -140,7 +140,7 @@ def test_fit_cli_methods_and_selections(cli, tmp_path, rows):
     assert "silhouette" in cli("models", store).output
     bad = cli.json("fit", store, "--k", "2:8", "--method", "agglomerative", "--micro-clusters", "5", code=2,
                    schema="error")
-    assert "--micro-clusters 5" in bad["error"]
+    assert "micro_clusters (--micro-clusters) 5" in bad["error"]
     validate(bad, "error")
 
 

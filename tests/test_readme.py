@@ -111,6 +111,8 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     info = sp.store_info("store")
     assert info["rows"] == 4000 and len(info["batches"]) == 3
     model = namespace["model"]
-    assert model.id == info["current_model"] and model.k in (8, 12, 16)
-    assert namespace["result"].current is True and model.id in repr(namespace["result"])
+    assert model.id == info["current_model"] == namespace["refit"].model.id and model.k in (8, 12, 16)
+    result = namespace["result"]
+    assert result.current is True and result.model.id in repr(result)
+    assert namespace["refit"].current is False  # until sp.activate_model chose it
     assert info["models"][-1]["watermark"] == 4000  # sp.classify labelled every row

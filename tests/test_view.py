@@ -251,6 +251,7 @@ def test_map_without_texts_labels_ids_and_names_its_projection(cli, tmp_path):
     np.save(tmp_path / "x.npy", MIX.batch(0, 3000)[0])
     cli.json("ingest", tmp_path / "s", tmp_path / "x.npy")
     cli.json("fit", tmp_path / "s", "--k", "6")
+    cli.json("classify", tmp_path / "s")
     cli.json("project", tmp_path / "s", "--method", "pca")
     out = cli.json("render", tmp_path / "s", "-o", tmp_path / "m.png", schema="render")
     assert [label["text"] for label in sorted(out["labels"], key=lambda la: la["cluster"])] == [str(c) for c in range(6)]

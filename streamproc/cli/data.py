@@ -102,12 +102,12 @@ def _batch_lines(report, dropped_what: str) -> str:
             lines.append(f"committed  {b.id}  {b.rows:,} rows  {b.source}{extra}")
         elif b.status == "duplicate":
             lines.append(f"duplicate  {b.id}  already ingested: {b.source}")
-        if b.moved_to:
-            lines.append(f"moved      {b.source} -> {b.moved_to}")
         elif b.status == "skipped":
             lines.append(f"skipped    younger than --min-age: {b.source}")
         else:
             lines.append(f"failed     {b.error}")
+        if b.moved_to:
+            lines.append(f"moved      {b.source} -> {b.moved_to}")
     counts = {s: sum(b.status == s for b in report.batches) for s in ("committed", "duplicate", "failed")}
     lines.append(f"{counts['committed']} committed, {counts['duplicate']} duplicate, {counts['failed']} failed; "
                  f"store has {report.rows:,} rows")
@@ -145,7 +145,7 @@ def embed_command(store, paths, text_column, id_column, encoder, batch_size, ski
     \b
     Examples:
       streamproc embed store reviews.csv --text-column review --id-column review_id
-      streamproc embed store inbox/ --text-column text --encoder ./my-finetuned-model
+      streamproc embed store inbox/ --text-column text --id-column id --encoder ./my-finetuned-model
     """
     from ..pipeline.embed import embed
 

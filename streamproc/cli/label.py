@@ -33,7 +33,7 @@ def classify_command(store, model_id, outlier_quantile, drift_threshold, fail_on
     \b
     Examples:
       streamproc classify store
-      */5 * * * *  streamproc ingest store inbox/ --min-age 60 -q; streamproc classify store --json >> labels.log
+      */5 * * * *  streamproc ingest store inbox/ --id-column id --text-column text -q; streamproc classify store --json >> labels.log
       streamproc classify store --fail-on-drift || echo "drift: see the message" | mail -s streamproc ops
     """
     from ..pipeline.classify import classify

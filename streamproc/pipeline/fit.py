@@ -228,7 +228,12 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
     draft = _draft_model(pca, options, model_id, store)
     one_read = _one_read_check(pca, basis, decided)
     sample_z = draft.transform(sample)
-    with progress.step(f"{options.method} seeding on {len(sample_z):,} sample rows"):
+    if options.method == "agglomerative" and options.micro_clusters > len(sample_z):
+        progress.message(f"fit: {options.micro_clusters} micro-clusters asked for, but the store's sample has "
+                         f"{len(sample_z):,} rows: using {len(sample_z):,}")
+        options = replace(options, micro_clusters=len(sample_z))
+    seeded = options.micro_clusters if options.method == "agglomerative" else len(options.ks)
+    with progress.step(f"k-means++ seeding: {seeded} values of k on {len(sample_z):,} sample rows"):
         centroid_sets = methods.init_centroid_sets(options, sample_z)
     source = projected_path if one_read["used"] else store.path / "vectors"
     reduced_path, total = _reduce_pass(draft, options, runner, source, basis if one_read["used"] else None,

@@ -181,7 +181,7 @@ class Explorer:
                 view[name] = float(store.read(f"{base}/{name}", row, row + 1)[0])
         meta = entry.projection
         if meta and row < entry.projection_watermark:
-            view["x"], view["y"] = (float(v) for v in store.read(f"models/{model.id}/{meta['array']}", row, row + 1)[0])
+            view["x"], view["y"] = (float(v) for v in store.read(f"models/{model.id}/{meta.array}", row, row + 1)[0])
         view["batch"] = next((b.id for b in store.manifest.batches if b.start <= row < b.stop), None)
         if self.image_path(view["id"]) is not None:
             view["image"] = f"/api/images/{row}"
