@@ -100,7 +100,8 @@ def _serve(line: str, cwd: Path) -> subprocess.CompletedProcess:
             time.sleep(0.3)
     proc.terminate()
     out, err = proc.communicate(timeout=30)
-    return subprocess.CompletedProcess(line, 0 if answered and f"127.0.0.1:{port}" in out else 1, out, err)
+    told = f"http://127.0.0.1:{port}/" in out + err  # the URL it says to open
+    return subprocess.CompletedProcess(line, 0 if answered and told else 1, out, err)
 
 
 def _model_ids(line: str, models) -> str:

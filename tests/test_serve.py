@@ -224,7 +224,7 @@ def test_the_server_is_live_and_never_takes_the_lock(served, tmp_path):
     _, before, _ = http("GET", base + "/api/info")
     np.save(tmp_path / "more.npy", MIX.batch(9, 500)[0])
     # these are writers: they would exit 75 if the server held the store's lock
-    run_streamproc("ingest", store, tmp_path / "more.npy")
+    run_streamproc("ingest", store, tmp_path / "more.npy", "--no-ids", "--no-texts")
     assert http("GET", base + "/api/info")[1]["rows"] == 3500  # the next request sees the commit
     assert http("GET", base + "/api/rows/3499")[1]["label"] is None  # not labelled yet
     run_streamproc("classify", store)
@@ -305,8 +305,9 @@ def test_texts_are_embedded_with_the_stores_encoder(tmp_path):
     cli = json.loads(run_streamproc("predict", store, *[a for t in asked for a in ("--text", t)], "--json").stdout)
     assert [p["label"] for p in validate(cli, "predict")["predictions"]] == expected
     assert [p["neighbours"][0] for p in cli["predictions"]] == rows  # the text lands on its own row
-    # where project placed it (the encoder's output differs in the last digits with the batch it is in)
-    assert np.allclose([[p["x"], p["y"]] for p in cli["predictions"]], positions(store)[rows], atol=1e-2)
+    # where project placed it (within 0.05 of a map ~20 wide: the encoder's output differs in its last digits
+    # with the batch it is in, and project places fitted rows from the reduced rows the fit stored)
+    assert np.allclose([[p["x"], p["y"]] for p in cli["predictions"]], positions(store)[rows], atol=5e-2)
     texts.iloc[rows][["text"]].to_csv(tmp_path / "q.csv", index=False)
     from_file = json.loads(run_streamproc("predict", store, "--texts-file", tmp_path / "q.csv", "--json").stdout)
     assert from_file == cli
@@ -314,7 +315,7 @@ def test_texts_are_embedded_with_the_stores_encoder(tmp_path):
         assert http("GET", base + "/api/info")[1]["texts"] is True
         status, api, _ = http("POST", base + "/api/predict", {"texts": asked})
         assert status == 200 and [p["label"] for p in api["predictions"]] == expected
-        assert np.allclose([[p["x"], p["y"]] for p in api["predictions"]], positions(store)[rows], atol=1e-2)
+        assert np.allclose([[p["x"], p["y"]] for p in api["predictions"]], positions(store)[rows], atol=5e-2)
         assert http("POST", base + "/api/predict", {"texts": asked})[1] == api  # the kept UMAP placement: same answer
         assert np.allclose([p["probabilities"] for p in api["predictions"]],
                            [p["probabilities"] for p in cli["predictions"]], atol=1e-5)

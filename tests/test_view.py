@@ -258,11 +258,12 @@ def test_map_without_texts_labels_ids_and_names_its_projection(cli, tmp_path):
     title = np.asarray(Image.open(tmp_path / "m.png").convert("L"))[34:52, :600]
     assert (title < 150).sum() > 200  # the line under the title naming the projection
 
+    from streamproc.store.manifest import ProjectionEntry
     from streamproc.view.render import projection_note
 
-    assert "PCA" in projection_note({"method": "pca"})
-    assert "no units" in projection_note({"method": "umap", "sample": 50_000}) and "50,000" in projection_note(
-        {"method": "umap", "sample": 50_000})
+    assert "PCA" in projection_note(ProjectionEntry("pca", "projection-pca-1"))
+    umap_note = projection_note(ProjectionEntry("umap", "projection-umap-1", sample=50_000))
+    assert "no units" in umap_note and "50,000" in umap_note
 
 
 def test_twenty_colours_have_no_near_twins():
