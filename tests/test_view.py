@@ -287,3 +287,17 @@ def test_render_says_what_it_coloured(store, tmp_path):
     assert "batch groups" in text and "clusters" not in text
     assert "inliers and outliers" in run_streamproc("render", store, "-o", tmp_path / "o.png", "--color",
                                                     "outlier").stdout
+
+
+def test_every_map_label_stays_whole_inside_the_plot(tmp_path):
+    """A label centred on a cluster at the plot's edge is moved inward, never cut ("19" read as "9")."""
+    from PIL import Image as PILImage
+
+    from streamproc.view.render import _draw_labels
+
+    page = PILImage.new("RGB", (400, 100), "white")
+    placed = [{"cluster": 19, "text": "19 island", "x": 0, "y": 50}, {"cluster": 7, "text": "7 engine", "x": 300, "y": 20}]
+    _draw_labels(page, placed, plot_w=300)
+    ink = np.flatnonzero((np.asarray(page.convert("L")) < 80).any(axis=0))
+    assert ink.min() > 0 and ink.max() < 300  # no ink cut at the left edge, none past the plot into the legend
+    assert 0 < placed[0]["x"] < 150 and 150 < placed[1]["x"] < 300

@@ -97,9 +97,6 @@ class ModelEntry:
     projection: ProjectionEntry | None = None
     projection_watermark: int = 0  # rows [0, projection_watermark) are placed on the map
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data, where: str, model_id: str) -> ModelEntry:
         if not isinstance(data, dict):

@@ -192,7 +192,7 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
             keywords = top_keywords(store, model, rows)
         placed = cluster_labels(agg.values, keywords, model.classes_)
         names = [f"{name} · {keywords[c]}" if keywords and keywords[c] else name for c, name in enumerate(names)]
-        _draw_labels(page, placed)
+        _draw_labels(page, placed, plot_w)
     _draw_text(page, model, rows, color, names, colors, counts, plot_w,
                projection_note(store.manifest.models[model.id].projection))
     facts = {"rows": rows, "behind": store.rows - rows, "k": model.k, "width": width, "height": height, "color": color,
@@ -246,12 +246,16 @@ def projection_note(projection) -> str:
             "nearest sample neighbours; its axes carry no units (only neighbourhoods are meaningful)")
 
 
-def _draw_labels(page, placed: list[dict]) -> None:
+def _draw_labels(page, placed: list[dict], plot_w: int) -> None:
+    """Each label centred on its cluster, moved inward just enough to stay whole inside the plot (a label
+    cut at the edge would misread: "19" as "9"); ``placed`` is updated to where the text is."""
     from PIL import ImageDraw, ImageFont
 
     draw = ImageDraw.Draw(page)
     font = ImageFont.load_default(size=15)
     for label in placed:
+        half = int(draw.textlength(label["text"], font=font)) // 2 + 4
+        label["x"] = min(max(label["x"], half), plot_w - half)
         draw.text((label["x"], label["y"]), label["text"], fill="#111111", font=font, anchor="mm",
                   stroke_width=3, stroke_fill="white")
 
