@@ -13,6 +13,7 @@ embedding of 3,000 rows of its sample.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 import warnings
@@ -44,6 +45,8 @@ def main():
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--sizes", default="5000,10000,20000,50000")
     parser.add_argument("--epochs", default="", help="n_epochs values to try too (default: umap-learn's)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="also fit without random_state (umap-learn then uses every core, not reproducibly)")
     args = parser.parse_args()
     import umap
 
@@ -54,24 +57,24 @@ def main():
     held_out, pool = z[order[:EVAL]], z[order[EVAL:]]
     umap.UMAP(n_neighbors=K, random_state=0).fit(pool[:2000])  # numba compiles here, not in a timed run
     print(f"bench_map: {args.rows:,} x 384 -> {z.shape[1]} components; kNN overlap at k={K} on {EVAL:,} rows")
-    print(f"{'sample':>7} {'n_epochs':>8} {'fit s':>6} {'place s':>7} {'placed rows':>11} {'umap-learn own':>14}")
+    print(f"{'sample':>7} {'n_epochs':>8} {'threads':>7} {'fit s':>6} {'place s':>7} {'placed rows':>11} "
+          f"{'umap-learn own':>14}")
     epochs = [None] + [int(e) for e in args.epochs.split(",") if e]
-    for size in map(int, args.sizes.split(",")):
+    seeds = [0, None] if args.parallel else [0]
+    for size, n_epochs, seed in itertools.product(map(int, args.sizes.split(",")), epochs, seeds):
         sample = pool[:size]
-        for n_epochs in epochs:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                began = time.perf_counter()
-                reducer = umap.UMAP(n_neighbors=K, min_dist=0.1, random_state=0, n_epochs=n_epochs).fit(sample)
-                fit_s = time.perf_counter() - began
-            xy = reducer.embedding_.astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             began = time.perf_counter()
-            placed = place(IVFIndex.build(sample, seed=0), xy, held_out)
-            place_s = time.perf_counter() - began
-            own = overlap(sample[:EVAL], xy[:EVAL])
-            print(f"{size:7d} {n_epochs or 'default':>8} {fit_s:6.1f} {place_s:7.2f} {overlap(held_out, placed):11.3f} "
-                  f"{own:14.3f}", flush=True)
-
+            reducer = umap.UMAP(n_neighbors=K, min_dist=0.1, random_state=seed, n_epochs=n_epochs).fit(sample)
+            fit_s = time.perf_counter() - began
+        xy = reducer.embedding_.astype(np.float32)
+        began = time.perf_counter()
+        placed = place(IVFIndex.build(sample, seed=0), xy, held_out)
+        place_s = time.perf_counter() - began
+        own = overlap(sample[:EVAL], xy[:EVAL])
+        print(f"{size:7d} {n_epochs or 'default':>8} {'1' if seed is not None else 'all':>7} {fit_s:6.1f} "
+              f"{place_s:7.2f} {overlap(held_out, placed):11.3f} {own:14.3f}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ outliers are farther apart than a cluster's spread and are not linked at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -39,15 +40,13 @@ MAX_OUTLIER_ROWS = 4000
 
 def moved_clusters(model: Model, counts: np.ndarray, *, threshold: float) -> list[dict]:
     """The clusters whose share of this run's rows moved beyond sampling noise (see the module doc)."""
-    from scipy.stats import norm
-
     n = int(counts.sum())
     if n == 0:
         return []
     train = model.cluster_sizes.astype(np.float64) / max(float(model.cluster_sizes.sum()), 1.0)
     p = np.clip(train, 1e-9, 1 - 1e-9)
     z = (counts - n * p) / np.sqrt(n * p * (1 - p))
-    bound = float(norm.isf(FAMILY_ALPHA / (2 * model.k)))
+    bound = NormalDist().inv_cdf(1.0 - FAMILY_ALPHA / (2 * model.k))  # (the stdlib's: scipy.stats costs a second to import)
     share = counts / n
     moved = (np.abs(z) > bound) & (np.abs(share - train) > threshold * np.maximum(train, 1.0 / n))
     return [{"cluster": int(model.classes_[j]), "train_share": round(float(train[j]), 6),
