@@ -69,7 +69,7 @@ def run_demo(folder: str | os.PathLike, *, rows: int = 100_000, dim: int = 384, 
                       first_batch=100)
         step("ingest new batches", ingest, store, [inbox], read_options=options)
         labelled += step("classify new rows", classify, store).labelled
-    step("project", project, store, sample=min(50_000, rows))
+    step("project", project, store)
     step("render", render, store, folder / "map.png")
     step("report", write_report, store, folder / "report.html")
     return {"folder": str(folder), "rows": rows, "dim": dim, "model": model.id, "k": model.k,

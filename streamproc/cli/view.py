@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..options import PROJECTIONS
+from ..options import MAP_SAMPLE, PROJECTIONS
 from .common import Report, reporting, scheduler_option, wait_option
 
 MAX_PIXELS = 8192  # per side of a rendered map: 8192 x 8192 RGBA is 256 MiB
@@ -16,8 +16,8 @@ MAX_PIXELS = 8192  # per side of a rendered map: 8192 x 8192 RGBA is 256 MiB
 @click.option("--method", type=click.Choice(PROJECTIONS),
               help="umap or tsne (openTSNE): fitted on a sample, other rows placed by their nearest sample neighbours; "
                    "pca: the first two components. [default: the stored method, else umap]")
-@click.option("--sample", type=click.IntRange(min=16), default=50_000, show_default=True,
-              help="Rows UMAP is fitted on.")
+@click.option("--sample", type=click.IntRange(min=16), default=MAP_SAMPLE, show_default=True,
+              help="Rows UMAP or t-SNE is fitted on (the others are placed from it).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @scheduler_option
 @wait_option
@@ -27,7 +27,7 @@ def project_command(store, model_id, method, sample, seed, scheduler, wait):
 
     \b
     Example:
-      streamproc project store --method umap --sample 50000
+      streamproc project store --method umap --sample 50000   # a larger sample: slower, a little finer
       streamproc project store --method tsne
     """
     from ..pipeline.project import project

@@ -26,7 +26,7 @@ from ..learn import stats
 from ..learn.embedding import tsne_embedding, umap_embedding
 from ..learn.model import Model
 from ..learn.neighbours import IVFIndex, place
-from ..options import PROJECTIONS
+from ..options import MAP_SAMPLE, PROJECTIONS
 from ..store import arrays
 from ..store.catalog import load_model
 from ..store.manifest import ProjectionEntry
@@ -158,7 +158,7 @@ def projection_path(store: Store, model_id: str) -> str | None:
 
 
 def project(store_path: str | os.PathLike, model_id: str | None = None, *, method: str | None = None,
-            sample: int = 50_000, seed: int = 0, scheduler: str | None = None, wait: float = 0.0,
+            sample: int = MAP_SAMPLE, seed: int = 0, scheduler: str | None = None, wait: float = 0.0,
             block_bytes: int = 16 * 2**20) -> ProjectResult:
     """Place every row not yet placed for the model (all rows when the method changes)."""
     began = time.perf_counter()

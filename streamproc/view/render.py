@@ -177,12 +177,13 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
     # isolated points grow to a few pixels (a sparse map stays visible); dense areas are left as they are
     image = tf.dynspread(image, threshold=0.5, max_px=3)
     # outliers on top, so they stay visible however many inliers share their pixels
+    # (composed with PIL: datashader's tf.stack and set_background compile numba code, 3-4 s a process)
+    plot = Image.alpha_composite(Image.new("RGBA", (plot_w, plot_h), "white"), image.to_pil())
     outliers = aggregate_blocks(blocks(only_outliers=True), canvas, 1)
     if outliers is not None and outliers.values.sum():
         ink = colors[1] if color == "outlier" else OUTLIER_COLOR
-        image = tf.stack(image, tf.shade(outliers.sum(dim="c"), cmap=[ink, ink], min_alpha=200))
-    image = tf.set_background(image, "white")
-    plot = image.to_pil().convert("RGB")
+        plot = Image.alpha_composite(plot, tf.shade(outliers.sum(dim="c"), cmap=[ink, ink], min_alpha=200).to_pil())
+    plot = plot.convert("RGB")
     counts = agg.values.sum(axis=(0, 1))
     page = Image.new("RGB", (width, height), "white")
     page.paste(plot, (0, TITLE_HEIGHT))
