@@ -19,6 +19,7 @@ PCA-reduced rows until one fails or passes its time limit.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -142,22 +143,24 @@ FITS = {"kmeans": {}, "ward": {"method": "agglomerative"},
         "hdbscan": {"method": "hdbscan", "min_cluster_size": 50}}
 
 
-def scale(rows: int, dim: int, fits: list[str], sklearn_rows: list[int], limit: float) -> None:
+def scale(rows: int, dim: int, fits: list[str], sklearn_rows: list[int], limit: float, tsne: bool = True) -> None:
     npy = npy_path(rows, dim)
     store = npy.with_name(f"methods-store-{rows}x{dim}")
     if not (store / "manifest.json").exists():
         r = run(INGEST, store, npy)
         print(f"ingest {rows:,} x {dim}: {r['wall']:.1f} s, {gib(r['peak_rss'])}", flush=True)
-    print(f"commit {commit()}; {rows:,} x {dim} float32; k in 8..32 (6 values); the machine is shared")
+    print(f"commit {commit()}; {rows:,} x {dim} float32; k in 8..32 (6 values); load average "
+          f"{os.getloadavg()[0]:.1f} at the start")
     import json
 
     for label in fits:
         r = run(FIT, store, json.dumps(FITS[label]))
         print(f"fit {label:30} {r['wall']:7.1f} s  {gib(r['peak_rss'])}  k={r.get('k')}  "
               f"{r.get('error', '')}", flush=True)
-    r = run(PROJECT, store)
-    print(f"project --method tsne{'':17} {r['wall']:7.1f} s  {gib(r['peak_rss'])}  fit on the sample "
-          f"{r.get('fit_seconds', float('nan')):.1f} s  {r.get('error', '')}", flush=True)
+    if tsne:
+        r = run(PROJECT, store)
+        print(f"project --method tsne{'':17} {r['wall']:7.1f} s  {gib(r['peak_rss'])}  fit on the sample "
+              f"{r.get('fit_seconds', float('nan')):.1f} s  {r.get('error', '')}", flush=True)
     for method in ("agglomerative", "dbscan", "tsne"):
         for n in sklearn_rows:
             r = run(SKLEARN, npy, method, n, timeout=limit)
@@ -175,11 +178,13 @@ def main() -> None:
     parser.add_argument("--fits", default=",".join(FITS), help="which fits to run, of " + ",".join(FITS))
     parser.add_argument("--sklearn-rows", default="10000,20000,40000,80000")
     parser.add_argument("--limit", type=float, default=900, help="seconds before a scikit-learn run is stopped")
+    parser.add_argument("--no-tsne", action="store_true", help="skip project --method tsne")
     args = parser.parse_args()
     if args.what == "quality":
         quality()
     else:
-        scale(args.rows, args.dim, args.fits.split(","), [int(n) for n in args.sklearn_rows.split(",")], args.limit)
+        scale(args.rows, args.dim, args.fits.split(","), [int(n) for n in args.sklearn_rows.split(",") if n], args.limit,
+              tsne=not args.no_tsne)
 
 
 if __name__ == "__main__":

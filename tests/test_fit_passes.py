@@ -152,3 +152,28 @@ def test_lloyd_epochs_stop_when_they_stop_paying(tmp_path):
     assert adjusted_rand_score(ten.model.predict(x), stopped.model.predict(x)) >= 0.99
     inertia = [s["inertia"] for s in stopped.model.scores]
     assert np.all(np.array(inertia) <= 1.01 * np.array([s["inertia"] for s in ten.model.scores]))
+
+
+def test_the_one_read_check_holds_moments_not_rows(tmp_path):
+    """The subspace for one read is estimated from ~4x --sample rows of whole chunks. Holding those
+    rows (in float64, twice over for the halves) peaked at 2.2 GiB for 416k x 2560; their moments
+    are d x d whatever the rows. Measured with tracemalloc (numpy reports its buffers to it)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((24_000, 6)) @ rng.standard_normal((6, 96)) * 3
+         + rng.standard_normal((24_000, 96)) * 0.01).astype(np.float32)
+    store = _store(tmp_path, x, chunk_rows=500)
+    opened = fit_module.Store.open(store)
+    options = FitOptions(ks=[2, 3], sample=3000)  # 4 x 3000 rows: 24 of the 48 chunks
+    tracemalloc.start()
+    try:
+        basis, decided = fit_module._projection_basis(opened, options)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert basis is not None and decided["used"], decided
+    sampled_rows_bytes = 12_000 * 96 * 8  # the sampled rows in float64: 9.2 MB
+    assert peak < sampled_rows_bytes / 4, f"peak {peak / 2**20:.1f} MiB for {sampled_rows_bytes / 2**20:.1f} MiB of rows"
+    exact = np.linalg.eigh(np.cov(x[:, :], rowvar=False))[1][:, ::-1][:, :6]
+    assert np.linalg.svd(basis.T @ exact, compute_uv=False).min() > 0.999  # it still spans the signal

@@ -34,7 +34,7 @@ from .. import progress
 from ..errors import StoreError, UsageError
 from ..learn import kmeans, stats
 from ..learn.model import QUANTILES, Model, normalize_rows
-from ..learn.pca import SOLVERS, StreamingPCA, leading_basis, projection_error  # noqa: F401
+from ..learn.pca import SOLVERS, StreamingPCA, basis_from_moments, projection_error  # noqa: F401
 from ..options import CLASSIFIERS, DEFAULT_K, FIT_COMMIT_WAIT, LINKAGES, METRICS, SCALINGS, SELECTIONS
 from ..store import arrays
 from ..store.manifest import ModelEntry, utc_now
@@ -266,17 +266,24 @@ def _projection_basis(store: Store, options: FitOptions) -> tuple[np.ndarray | N
     chunks = -(-store.rows // chunk)
     wanted = min(chunks, -(-ONE_READ_GUESS_ROWS * options.sample // chunk))
     picked = np.random.default_rng(options.seed).permutation(chunks)[:wanted]
-    rows = [store.read("vectors", i * chunk, min(store.rows, (i + 1) * chunk)) for i in picked]
-    basis = leading_basis(np.concatenate(rows), options.variance, options.n_components, ONE_READ_MARGIN)
+    # each half's moments, summed chunk by chunk: d x d numbers held, not the rows (at 2560-d, 40k rows
+    # held in float64 peaked at 2.2 GiB)
+    halves, sampled, shift = [None, None], 0, None
+    for j, i in enumerate(picked):
+        block = store.read("vectors", i * chunk, min(store.rows, (i + 1) * chunk))
+        shift = block.astype(np.float64).mean(axis=0) if shift is None else shift
+        part, h, sampled = stats.moments_chunk(block, shift), int(j >= len(picked) // 2), sampled + len(block)
+        halves[h] = part if halves[h] is None else stats.combine(halves[h], part)
+    moments = stats.combine(*[m for m in halves if m is not None])
+    basis = basis_from_moments(moments, shift, options.variance, options.n_components, ONE_READ_MARGIN)
     if basis.shape[1] > 0.75 * store.dim:
         return None, {"used": False, "reason": f"a basis of {basis.shape[1]} of {store.dim} dimensions saves little"}
-    if wanted < chunks:  # (the whole store was read: the basis is exact up to rounding)
-        half = len(rows) // 2
-        one = leading_basis(np.concatenate(rows[:half]), options.variance, options.n_components, ONE_READ_MARGIN)
-        other = leading_basis(np.concatenate(rows[half:]), options.variance, options.n_components, 0.0)
+    if wanted < chunks and halves[0] is not None:  # (the whole store was read: the basis is exact up to rounding)
+        one = basis_from_moments(halves[0], shift, options.variance, options.n_components, ONE_READ_MARGIN)
+        other = basis_from_moments(halves[1], shift, options.variance, options.n_components, 0.0)
         predicted = float(np.degrees(np.arccos(np.clip(np.linalg.svd(one.T @ other, compute_uv=False).min(), -1, 1))))
         if predicted > ONE_READ_PREDICT * ONE_READ_MAX_ANGLE:
-            reason = (f"the sampled subspace is unstable (halves of the {sum(map(len, rows)):,} sampled rows "
+            reason = (f"the sampled subspace is unstable (halves of the {sampled:,} sampled rows "
                       f"disagree by {predicted:.3g} degrees; limit {ONE_READ_MAX_ANGLE})")
             progress.message(f"fit: {reason}: the vectors are read twice")
             return None, {"used": False, "predicted_angle_degrees": round(predicted, 5), "reason": reason}
