@@ -72,7 +72,7 @@ def run_demo(folder: str | os.PathLike, *, rows: int = 100_000, dim: int = 384, 
     step("project", project, store)
     step("render", render, store, folder / "map.png")
     step("report", write_report, store, folder / "report.html")
-    return {"folder": str(folder), "rows": rows, "dim": dim, "model": model.id, "k": model.k,
+    return {"folder": str(folder), "store": str(store), "rows": rows, "dim": dim, "model": model.id, "k": model.k,
             "n_components": model.n_components, "labelled": labelled, "map": str(folder / "map.png"),
             "report": str(folder / "report.html"), "steps": steps,
             "seconds": round(time.perf_counter() - began, 2)}

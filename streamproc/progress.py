@@ -19,7 +19,7 @@ from pathlib import Path
 
 DELAY = float(os.environ.get("STREAMPROC_PROGRESS_AFTER", "2"))
 TICK = 0.5  # seconds between redraws of a bar that has no counts to update it
-NUMBA_FIRST_RUN = "about 2 minutes on 2 cores"  # pynndescent's and umap's functions, measured (README)
+NUMBA_FIRST_RUN = "about 30 s on 2 cores"  # umap's functions, measured on a fresh venv (README)
 
 _enabled = True
 
@@ -90,7 +90,7 @@ def numba_cache_is_cold(package: str = "pynndescent") -> bool:
 def announce_numba_compilation(package: str = "pynndescent") -> None:
     """Say so before a first run that compiles numba code, and how long it takes."""
     if numba_cache_is_cold(package):
-        message(f"first run on this machine: numba compiles {package}'s and umap's functions once "
+        message(f"first run on this machine: numba compiles umap-learn's functions once "
                 f"({NUMBA_FIRST_RUN}); later runs reuse the compiled code")
 
 

@@ -130,11 +130,22 @@ def test_the_page_shows_the_map_rows_and_probabilities(page):
     assert driver.find_elements(By.CSS_SELECTOR, "path.leaflet-interactive")  # the query's marker
     driver.save_screenshot(str(tmp / "query.png"))
 
+    # a failed query clears the previous answer and its marker, and says why beside the box
+    box.clear()
+    box.send_keys("[1, 2]")
+    driver.find_element(By.ID, "ask").click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#answer .error"), what="the query's error")
+    assert "dim" in driver.find_element(By.CSS_SELECTOR, "#answer .error").text
+    assert not driver.find_elements(By.CSS_SELECTOR, "#probabilities .bar")
+    assert not driver.find_elements(By.CSS_SELECTOR, "path.leaflet-interactive")
+    assert driver.find_element(By.ID, "error").text == ""  # (the header keeps no stale error)
+
     # a cluster's panel: keywords, representatives and members
     driver.find_element(By.CSS_SELECTOR, "#cluster-list .chip").click()
     wait_for(lambda: "keywords:" in driver.find_element(By.ID, "cluster").text, what="the cluster panel")
     assert "representatives" in driver.find_element(By.ID, "cluster").text
     assert driver.find_element(By.ID, "error").text == ""
 
-    problems = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    problems = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")
+                and not ("/api/predict" in entry["message"] and "422" in entry["message"])]  # (the bad query's)
     assert problems == [], problems

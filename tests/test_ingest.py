@@ -237,3 +237,19 @@ def test_synth_is_seeded_and_unequal(cli, tmp_path):
     labels = np.concatenate([np.load(tmp_path / "a" / "truth" / f"labels-{i:06d}.npy") for i in range(3)])
     sizes = np.bincount(labels, minlength=20)
     assert sizes.max() > 3 * max(sizes.min(), 1)
+
+
+def test_info_lists_the_last_ten_batches_after_a_note_of_the_earlier_ones(cli, tmp_path):
+    """With more than 10 batches, `info` says how many earlier ones it leaves out, before the ten it lists."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        np.save(folder / f"b{i:02d}.npy", rng.standard_normal((5, 4)).astype(np.float32))
+    cli.json("ingest", tmp_path / "store", folder)
+    lines = cli("info", tmp_path / "store").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("batches"))
+    assert lines[start] == "batches  12"
+    assert lines[start + 1] == "  ... 2 earlier batches (see --json)"
+    listed = lines[start + 2:start + 12]
+    assert [line.split()[0] for line in listed] == [f"b{n:06d}" for n in range(3, 13)], listed

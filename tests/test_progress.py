@@ -88,7 +88,7 @@ def test_a_cold_numba_cache_is_announced(store, tmp_path):
     run_streamproc("project", store, "--method", "pca", "-q")  # so that umap fits again
     out = _on_a_terminal("project", store, "--method", "umap", "--sample", "500", env=env, until="later runs",
                          timeout=120)
-    assert "numba compiles pynndescent's and umap's functions once (about" in out, out
+    assert "numba compiles umap-learn's functions once (about" in out, out
 
 
 def test_numba_cache_detection(tmp_path, monkeypatch):

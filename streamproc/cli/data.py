@@ -198,7 +198,8 @@ def demo(folder, rows, seed):
     lines = [f"{data['rows']:,} rows x {data['dim']} -> model {data['model']}: k={data['k']}, "
              f"{data['n_components']} PCA components; {data['labelled']:,} rows labelled",
              *(f"  {name:<20} {seconds:>7.1f} s" for name, seconds in data["steps"].items()),
-             f"map:    {data['map']}", f"report: {data['report']}"]
+             f"store:  {data['store']}", f"map:    {data['map']}", f"report: {data['report']}",
+             f"next:   streamproc info {data['store']}     # or: streamproc serve {data['store']}"]
     return Report(data, "\n".join(lines))
 
 

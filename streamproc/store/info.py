@@ -43,7 +43,7 @@ def format_info(info: dict) -> str:
     for b in info["batches"][-10:]:
         lines.append(f"  {b['id']}  rows [{b['start']:,}, {b['stop']:,})  {b['ingested_at']}  {os.path.basename(b['source'])}")
     if len(info["batches"]) > 10:
-        lines.insert(4 + 1, f"  ... {len(info['batches']) - 10} earlier batches (see --json)")
+        lines.insert(4, f"  ... {len(info['batches']) - 10} earlier batches (see --json)")
     lines.append(f"models   {len(info['models'])}" + (f" (current: {info['current_model']})" if info["current_model"] else ""))
     for model in info["models"]:
         mark = "*" if model["current"] else " "

@@ -53,6 +53,9 @@ async function loadInfo() {
   state.info = info;
   document.getElementById("summary").textContent =
     `model ${info.model} · k = ${info.k} · ${info.rows.toLocaleString()} rows · ${info.projected.toLocaleString()} on the map`;
+  document.getElementById("query").placeholder = info.texts
+    ? "a text, or a vector as a JSON list: [0.1, -0.3, …]"
+    : "a vector as a JSON list: [0.1, -0.3, …] (this model has no text encoder)";
   if (!info.extent) { showError("this model has no map yet: run streamproc project"); return; }
   if (!state.tiles) {
     const bounds = L.latLngBounds([[-255.999, 0.001], [-0.001, 255.999]]);
@@ -141,27 +144,42 @@ function parseQuery(raw) {
   return { texts: [text] };
 }
 
+function answerError(message) {
+  // a failed query clears the previous answer and its marker, and says why beside the box
+  document.getElementById("answer").replaceChildren(el("div", { class: "error" }, message));
+  state.marks.clearLayers();
+}
+
 async function ask() {
   showError("");
   const raw = document.getElementById("query").value;
   let body;
-  try { body = parseQuery(raw); } catch (err) { showError(`not a JSON list: ${err.message}`); return; }
+  try { body = parseQuery(raw); } catch (err) { answerError(`not a JSON list: ${err.message}`); return; }
+  if (body.texts && state.info && !state.info.texts) {
+    answerError("this store's model has no text encoder: paste a vector as a JSON list"); return;
+  }
   let data;
   try {
     data = await api("/api/predict", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-  } catch (err) { showError(err.message); return; }
+  } catch (err) { answerError(err.message); return; }
   const p = data.predictions[0];
   const neighbours = await Promise.all(p.neighbours.map((r) => api(`/api/rows/${r}`)));
+  const cluster = state.clusters.find((c) => c.label === p.label);
+  const words = cluster && cluster.keywords ? ` (${cluster.keywords.slice(0, 3).join(", ")})` : "";
   const answer = document.getElementById("answer");
   answer.replaceChildren(
-    el("div", { id: "answer-label" }, el("b", {}, `cluster ${p.label}`),
+    el("div", { id: "answer-label" }, el("b", {}, `cluster ${p.label}${words}`),
       ` · confidence ${p.confidence.toFixed(3)} · distance ${p.distance.toPrecision(4)}${p.outlier ? " · OUTLIER" : ""}`),
+    el("div", { class: "muted" }, "confidence is relative among the clusters; OUTLIER: farther from the centroid "
+      + "than the cluster's own rows"),
     el("div", { id: "probabilities" }, ...data.classes.map((label, i) =>
       bar(`cluster ${label}`, p.probabilities[i], colorOf(label), p.probabilities[i].toFixed(3)))),
     el("h4", {}, "nearest stored rows on the map"), ...neighbours.map(rowView));
   state.marks.clearLayers();
   if (p.x !== null) {
-    state.marks.addLayer(L.circleMarker(toLatLng(p.x, p.y), { radius: 8, color: "#111", weight: 3, fill: false }));
+    const where = toLatLng(p.x, p.y);
+    state.marks.addLayer(L.circleMarker(where, { radius: 8, color: "#111", weight: 3, fill: false }));
+    if (!map.getBounds().contains(where)) map.panTo(where);  // the answer's place is always in view
   }
   record(raw, data.predictions.length > 1 ? `${data.predictions.length} vectors` : null, data, p);
 }
