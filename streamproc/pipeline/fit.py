@@ -370,24 +370,30 @@ def _reduce_pass(draft: Model, options: FitOptions, runner: Runner, source: Path
 
 
 # pass 3 -------------------------------------------------------------------------------------
+# agglomerative's micro-clusters summarise the rows for the merge tree; they are not the partition
+# that is chosen, and with a thousand centroids inertia keeps falling by more than --inertia-tol for
+# many epochs (10 at 416k x 2560: 2x the k-means fit). Three epochs from k-means++ seeds: ward's ARI
+# on digits and on the generator unchanged (benchmarks/README.md, "Methods").
+MICRO_CLUSTER_EPOCHS = 3
 def _lloyd_epochs(draft: Model, options: FitOptions, runner: Runner, reduced_path, ranges,
                   centroid_sets, total) -> tuple[list[np.ndarray], dict, int]:
     """Pass 3: Lloyd epochs over the reduced rows, every k updated from the same read of each block,
     until they stop paying: an epoch stops the loop when, for every k, no centroid moved more than
     ``--tol`` (scikit-learn's measure) or the inertia fell by less than ``--inertia-tol`` (relative)
-    since the epoch before; at most ``--epochs``. Returns the centroids the last epoch's sums describe
+    since the epoch before; at most ``--epochs`` (``MICRO_CLUSTER_EPOCHS`` for micro-clusters). Returns the centroids the last epoch's sums describe
     (so that the sums' label means are those of the returned centroids), those sums, and the epochs run.
     ``total`` holds the first epoch's sums when pass 2 summed them, else None."""
     feature_variance = (1.0 / draft.n_components if options.metric == "cosine"
                         else float((draft.spectrum[: draft.n_components] * draft.scale**2).mean()))
     previous = None
-    for epoch in range(1, options.epochs + 1):
+    epochs = options.epochs if options.method != "agglomerative" else min(options.epochs, MICRO_CLUSTER_EPOCHS)
+    for epoch in range(1, epochs + 1):
         if epoch > 1 or total is None:  # (a warm start has no first epoch from pass 2)
             total = runner.reduce_blocks(reduced_path, ranges, kmeans.lloyd_block, centroid_sets,
                                          desc=f"pass 3/5 k-means epoch {epoch}")
         inertia = np.array([total[f"inertia{i}"] for i in range(len(centroid_sets))])
         new_sets, shift = kmeans.lloyd_update(total, centroid_sets, options.metric, feature_variance)
-        if shift <= options.tol or epoch == options.epochs or kmeans.stopped_paying(previous, inertia,
+        if shift <= options.tol or epoch == epochs or kmeans.stopped_paying(previous, inertia,
                                                                                    options.inertia_tol):
             return centroid_sets, total, epoch
         centroid_sets, previous = new_sets, inertia
