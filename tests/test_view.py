@@ -301,3 +301,21 @@ def test_every_map_label_stays_whole_inside_the_plot(tmp_path):
     ink = np.flatnonzero((np.asarray(page.convert("L")) < 80).any(axis=0))
     assert ink.min() > 0 and ink.max() < 300  # no ink cut at the left edge, none past the plot into the legend
     assert 0 < placed[0]["x"] < 150 and 150 < placed[1]["x"] < 300
+
+
+def test_map_report_and_explorer_name_clusters_from_the_same_texts(store, monkeypatch):
+    """The keywords are read from the same evenly spaced rows by render and by the report (whose
+    summary serve shows too): a map naming a cluster 'opening' while the report calls it 'knight'
+    confused a new user. Fewer sampled rows than the store holds, so that both sample."""
+    from streamproc.store.catalog import load_model
+    from streamproc.store.store import Store
+    from streamproc.view import keywords, render, report
+
+    monkeypatch.setattr(keywords, "SAMPLE_ROWS", 2500, raising=False)
+    monkeypatch.setattr(render, "KEYWORD_SAMPLE", 2500, raising=False)  # (the name before they shared one)
+    opened = Store.open(store)
+    model = load_model(opened)
+    rows = render.drawable_rows(opened, model.id)
+    on_the_map = render.top_keywords(opened, model, rows)
+    in_the_report = [terms[0][0] for terms in report.cluster_summary(opened, model, rows, lang="en")["keywords"]]
+    assert on_the_map == in_the_report

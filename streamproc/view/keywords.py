@@ -20,6 +20,15 @@ import numpy as np
 from ..errors import UsageError
 
 
+SAMPLE_ROWS = 20_000  # texts read (evenly spaced) for a model's keywords: render, report and serve alike
+
+
+def sample_step(rows: int) -> int:
+    """Every ``sample_step``-th row (row index a multiple of it) is read for the keywords, so that
+    the map, the report and the explorer name each cluster from the same texts."""
+    return max(1, rows // SAMPLE_ROWS)
+
+
 class KeywordCounter:
     """Feed ``(texts, labels)`` blocks with :meth:`update`; read :meth:`top` at the end."""
 

@@ -28,7 +28,6 @@ TITLE_HEIGHT = 62
 MAX_BATCH_GROUPS = 20
 BLOCK_ROWS = 1_000_000
 OUTLIER_COLOR = "#111111"
-KEYWORD_SAMPLE = 20_000  # texts read (evenly spaced) to find each cluster's top keyword for its label
 LABEL_WINDOW = 31  # pixels: a cluster's label goes at the centre of its densest square of this size
 LIGHTNESS = (25, 85)  # CIE L* of the palette: visible on white, apart from the outlier ink
 
@@ -102,11 +101,11 @@ def top_keywords(store: Store, model, rows: int, *, lang: str = "en") -> list[st
     when the store has no texts."""
     if not store.has_column("texts"):
         return None
-    from .keywords import KeywordCounter
+    from .keywords import KeywordCounter, sample_step
 
     counter = KeywordCounter(model.k, lang)
     labels_name = f"models/{model.id}/labels"
-    step = max(1, rows // KEYWORD_SAMPLE)
+    step = sample_step(rows)
     with progress.bar(rows, "render: keywords") as bar:
         for a, b, got in store.iter_rows(["texts", labels_name], 0, rows, BLOCK_ROWS):
             offset = -a % step  # the rows a multiple of step, whatever the block boundaries

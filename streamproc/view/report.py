@@ -16,7 +16,7 @@ from ..learn.align import label_positions
 from ..store.catalog import load_model
 from ..store.store import Store
 from .charts import bars, lines, stacked_bars
-from .keywords import KeywordCounter
+from .keywords import KeywordCounter, sample_step
 from .render import category_colors, check_writable, drawable_rows, render_image
 
 REPRESENTATIVES = 5
@@ -37,6 +37,7 @@ def cluster_summary(store: Store, model, rows: int, *, lang: str) -> dict:
     best_d = np.full((k, REPRESENTATIVES), np.inf)
     best_row = np.full((k, REPRESENTATIVES), -1, np.int64)
     keywords = KeywordCounter(k, lang) if store.has_column("texts") else None
+    step = sample_step(rows)
     with progress.bar(rows, "report") as bar:
         columns = [f"{base}/labels", f"{base}/distance", f"{base}/outlier"] + (["texts"] if keywords else [])
         for a, b, got in store.iter_rows(columns, 0, rows, BLOCK_ROWS):
@@ -55,8 +56,9 @@ def cluster_summary(store: Store, model, rows: int, *, lang: str) -> dict:
                 r = np.concatenate([best_row[c], mine + a])
                 keep = np.argsort(d, kind="stable")[:REPRESENTATIVES]
                 best_d[c], best_row[c] = d[keep], r[keep]
-            if keywords is not None:
-                keywords.update(got["texts"].tolist(), labels.tolist())
+            if keywords is not None:  # the evenly spaced rows render names the map's clusters from
+                offset = -a % step
+                keywords.update(got["texts"][offset::step].tolist(), labels[offset::step].tolist())
             bar.update(b - a)
     reps = [[_row_view(store, int(r), float(d)) for r, d in zip(rs, ds) if r >= 0] for rs, ds in zip(best_row, best_d)]
     return {"sizes": sizes, "mean_distance": dist_sum / np.maximum(sizes, 1), "outliers": outliers,
