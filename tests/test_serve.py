@@ -111,6 +111,12 @@ def test_tiles_show_the_points_where_they_are(served):
         assert (tile(base, f"/api/tiles/{z}/{far[0]}/{far[1]}.png")[..., 3].max() > 0) == inside.any(), z
     for color in ("outlier", "batch"):
         assert tile(base, f"/api/tiles/0/0/0.png?color={color}")[..., 3].max() > 0
+    # coloured by outlier, every outlier stands out in full red ink whatever inliers share its pixel
+    # (blended by count, a lone outlier was a faint pink or grey pixel: hard to find on the map)
+    flagged = stored(store, "outlier", slice(0, len(xy)))
+    assert flagged.any()
+    shown = tile(base, "/api/tiles/0/0/0.png?color=outlier")[v[flagged], u[flagged]].astype(int)
+    assert (shown[:, 3] >= 200).all() and (shown[:, 0] - shown[:, 1] >= 100).all(), shown[:5]
     batch = tile(base, "/api/tiles/0/0/0.png?color=batch")
     assert len({tuple(p) for p in batch[batch[..., 3] > 200][:, :3]}) >= 3  # three batches, three colours
 

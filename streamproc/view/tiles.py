@@ -151,13 +151,28 @@ class TileIndex:
                            coords={"y": np.arange(TILE), "x": np.arange(TILE), "c": list(range(len(layer.names)))})
         if not counts.any():
             return empty_png()
-        image = tf.shade(agg, color_key=layer.colors, how="log", span=(0, self.max_count(color, z)),
-                         min_alpha=110)
-        if self.max_count(color, z) <= SPARSE_PEAK:  # sparse at this zoom: points grow to 3 x 3 pixels on every tile
-            image = tf.spread(image, px=1)
+        sparse = self.max_count(color, z) <= SPARSE_PEAK  # sparse at this zoom: points grow to 3 x 3 pixels
+        if color == "outlier":  # outliers drawn over the inliers (blended by count, one outlier among
+            picture = self._over(agg, layer.colors, color, z, sparse)  # 30 inliers was a grey pixel)
+        else:
+            image = tf.shade(agg, color_key=layer.colors, how="log", span=(0, self.max_count(color, z)), min_alpha=110)
+            picture = (tf.spread(image, px=1) if sparse else image).to_pil()
         buffer = io.BytesIO()
-        image.to_pil().save(buffer, format="PNG", compress_level=1)
+        picture.save(buffer, format="PNG", compress_level=1)
         return buffer.getvalue()
+
+    def _over(self, agg, colors: list[str], color: str, z: int, sparse: bool):
+        """Category 1 (outliers) in full ink and always 3 x 3 pixels, composed over category 0."""
+        import datashader.transfer_functions as tf
+        from PIL import Image
+
+        span = (0, self.max_count(color, z))
+        inliers = tf.shade(agg.sel(c=0), cmap=[colors[0], colors[0]], how="log", span=span, min_alpha=110)
+        picture = (tf.spread(inliers, px=1) if sparse else inliers).to_pil()
+        if agg.sel(c=1).values.any():
+            outliers = tf.spread(tf.shade(agg.sel(c=1), cmap=[colors[1], colors[1]], min_alpha=230), px=1)
+            picture = Image.alpha_composite(picture, outliers.to_pil())
+        return picture
 
     # ---- rows near a point -----------------------------------------------------------------
     def near(self, x: float, y: float, n: int) -> tuple[np.ndarray, np.ndarray]:
