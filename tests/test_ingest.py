@@ -253,3 +253,16 @@ def test_info_lists_the_last_ten_batches_after_a_note_of_the_earlier_ones(cli, t
     assert lines[start + 1] == "  ... 2 earlier batches (see --json)"
     listed = lines[start + 2:start + 12]
     assert [line.split()[0] for line in listed] == [f"b{n:06d}" for n in range(3, 13)], listed
+
+
+def test_a_missing_column_names_a_few_columns_not_all(cli, tmp_path):
+    """A 768-d CSV has 770 columns: the error stays one short line."""
+    import pandas as pd
+
+    frame = pd.DataFrame(np.random.default_rng(0).random((3, 300)), columns=[f"f{i}" for i in range(300)])
+    frame.insert(0, "ident", ["a", "b", "c"])
+    frame.to_csv(tmp_path / "x.csv", index=False)
+    out = cli.json("ingest", tmp_path / "store", tmp_path / "x.csv", "--id-column", "id", code=1)
+    [failed] = [b for b in out["batches"] if b["status"] == "failed"]
+    assert "no column 'id' for --id-column; columns: ident, f0," in failed["error"]
+    assert "(293 more)" in failed["error"] and len(failed["error"]) < 300, failed["error"]

@@ -183,7 +183,7 @@ def read_parquet_stream(source, options: ReadOptions, *, where: Path) -> Iterato
     for option, name in (("--id-column", options.id_column), ("--text-column", options.text_column),
                          ("--vector-column", options.vector_column)):
         if name and name not in schema.names:
-            raise InputError(f"{where}: no column {name!r} for {option}; columns: {', '.join(schema.names)}")
+            raise InputError(f"{where}: no column {name!r} for {option}; columns: {_some(schema.names)}")
     side = {options.id_column, options.text_column}
     if not options.vector_column:
         numeric = [f.name for f in schema if f.name not in side and _is_numeric(f.type)]
@@ -295,7 +295,7 @@ def _read_csv(path: Path, options: ReadOptions) -> Iterator[Slice]:
     for option, name in (("--id-column", options.id_column), ("--text-column", options.text_column),
                          ("--vector-column", options.vector_column)):
         if name and name not in header:
-            raise InputError(f"{path}: no column {name!r} for {option}; columns: {', '.join(header)}")
+            raise InputError(f"{path}: no column {name!r} for {option}; columns: {_some(header)}")
     dtypes = {c: str for c in side}
     if options.vector_column:
         dtypes[options.vector_column] = str
@@ -383,3 +383,10 @@ def _parse_vector_strings(col, path: Path, row: int) -> np.ndarray:
             raise InputError(f"{path}: line {row + i + 2}, column {col.name!r}: {len(values)} values, expected {len(vectors[0])}")
         vectors.append(values)
     return np.vstack(vectors)
+
+
+def _some(names, shown: int = 8) -> str:
+    """The first column names and how many more (a 768-d CSV has 770 columns: one error line, not 8 KB)."""
+    names = list(names)
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
