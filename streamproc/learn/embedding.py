@@ -10,7 +10,6 @@ import warnings
 
 import numpy as np
 
-
 EXACT_KNN_MAX_ROWS = 50_000  # up to here the neighbours are found exactly with numpy (BLAS) distances
 
 

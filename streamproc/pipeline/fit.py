@@ -285,7 +285,8 @@ def _projection_basis(store: Store, options: FitOptions) -> tuple[np.ndarray | N
         if predicted > ONE_READ_PREDICT * ONE_READ_MAX_ANGLE:
             reason = (f"the sampled subspace is unstable (halves of the {sampled:,} sampled rows "
                       f"disagree by {predicted:.3g} degrees; limit {ONE_READ_MAX_ANGLE})")
-            progress.message(f"fit: {reason}: the vectors are read twice")
+            progress.message(f"fit: the vectors are read twice, as the exact PCA needs on this data (one read would "
+                             f"be {predicted:.2g} degrees off, limit {ONE_READ_MAX_ANGLE}; see `fit --json`: one_read)")
             return None, {"used": False, "predicted_angle_degrees": round(predicted, 5), "reason": reason}
     return basis.astype(np.float32), {"used": True}
 
@@ -380,8 +381,9 @@ def _lloyd_epochs(draft: Model, options: FitOptions, runner: Runner, reduced_pat
     """Pass 3: Lloyd epochs over the reduced rows, every k updated from the same read of each block,
     until they stop paying: an epoch stops the loop when, for every k, no centroid moved more than
     ``--tol`` (scikit-learn's measure) or the inertia fell by less than ``--inertia-tol`` (relative)
-    since the epoch before; at most ``--epochs`` (``MICRO_CLUSTER_EPOCHS`` for micro-clusters). Returns the centroids the last epoch's sums describe
-    (so that the sums' label means are those of the returned centroids), those sums, and the epochs run.
+    since the epoch before; at most ``--epochs`` (``MICRO_CLUSTER_EPOCHS`` for micro-clusters). Returns the
+    centroids the last epoch's sums describe (so that the sums' label means are those of the returned
+    centroids), those sums, and the epochs run.
     ``total`` holds the first epoch's sums when pass 2 summed them, else None."""
     feature_variance = (1.0 / draft.n_components if options.metric == "cosine"
                         else float((draft.spectrum[: draft.n_components] * draft.scale**2).mean()))

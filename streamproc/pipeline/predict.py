@@ -43,7 +43,7 @@ def check_vectors(vectors, dim: int, where: str = "vectors") -> np.ndarray:
         raise InputError(f"{where}: expected vectors of dim {dim}, got dim {array.shape[1]}")
     bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if len(bad):
-        raise InputError(f"{where}: vector {bad[0]} holds NaN or infinity ({len(bad)} such vectors)")
+        raise InputError(f"{where}: vector {bad[0]} holds NaN or infinity ({len(bad)} such vector{'s' * (len(bad) > 1)})")
     return array.astype(np.float32)
 
 

@@ -117,7 +117,6 @@ def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed
         raise UsageError(f"--method {method} needs at least 16 rows to fit on, the model has {len(sample_z)}")
     if method == "umap":
         progress.announce_numba_compilation()
-    progress.message(f"fitting {method} on {len(sample_z):,} sample rows ...")
     fit_map = _fit_tsne if method == "tsne" else _fit_umap
     return Projection(method, sample_z, fit_map(sample_z, model.metric, seed).astype(np.float32), seed)
 

@@ -90,7 +90,7 @@ def _with_length(arr: zarr.Array, length: int) -> zarr.Array:
 
 def format_check(report: CheckReport) -> str:
     summary = (f"{report.store}: {report.rows:,} rows, {report.arrays} arrays, {report.chunks} chunks, "
-               f"{report.models} models checked")
+               f"{report.models} model{'s' * (report.models != 1)} checked")
     if report.without_checksums:
         summary += f" ({len(report.without_checksums)} written before checksums: read, not verified)"
     if not report.problems:

@@ -19,7 +19,6 @@ import numpy as np
 
 from ..errors import UsageError
 
-
 SAMPLE_ROWS = 20_000  # texts read (evenly spaced) for a model's keywords: render, report and serve alike
 
 
