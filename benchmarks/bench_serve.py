@@ -157,6 +157,9 @@ def bench_tiles(store, n):
 
 def predict_figures(server, dim):
     rng = np.random.default_rng(2)
+    first = timed(post, server.base + "/api/predict", {"vectors": rng.standard_normal((1, dim)).tolist()})
+    print(f"  /api/predict dim {dim}, first request after start-up (loads the model, builds the map's index): "
+          f"{first:.1f} ms")
     one = [timed(post, server.base + "/api/predict", {"vectors": rng.standard_normal((1, dim)).tolist()})
            for _ in range(200)]
     many = [timed(post, server.base + "/api/predict", {"vectors": rng.standard_normal((1000, dim)).tolist()})
@@ -181,7 +184,7 @@ def main():
     args = parser.parse_args()
     print(f"bench_serve: commit {commit()}; command: python benchmarks/bench_serve.py --points {args.points} "
           f"--predict-rows {args.predict_rows}")
-    for n in map(int, args.points.split(",")):
+    for n in (int(p) for p in args.points.split(",") if p):
         bench_tiles(made(DATA / f"render-{n}", MAKE_POINTS, n), n)
     store = made(DATA / f"serve-768-{args.predict_rows}", MAKE_VECTORS, args.predict_rows)
     server = Server(store)
