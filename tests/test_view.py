@@ -208,6 +208,13 @@ def test_render_and_report_only_read_and_say_what_to_run(cli, tmp_path):
     result = cli("report", store, "-o", tmp_path / "r.html")
     assert "500 newer rows are not labelled or placed yet" in result.stderr
     assert "streamproc classify" in result.stderr and "streamproc project" in result.stderr
+    # once classify has run, only project is due, and only project is named
+    cli.json("classify", store)
+    out = cli.json("render", store, "-o", tmp_path / "map.png", schema="render")
+    assert (out["behind"], out["behind_labels"], out["behind_positions"]) == (500, 0, 500)
+    result = cli("render", store, "-o", tmp_path / "map.png")
+    assert "500 newer rows are not placed yet" in result.stderr
+    assert "streamproc project" in result.stderr and "streamproc classify" not in result.stderr
 
 
 def _nearest_colour(pixels: np.ndarray, colours: list[str]) -> np.ndarray:

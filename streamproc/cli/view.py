@@ -70,7 +70,7 @@ def render_command(store, output, model_id, width, height, color, labels):
     what = {"cluster": f"{data['k']} clusters", "outlier": "inliers and outliers",
             "batch": f"{data['categories']} batch groups"}[color]
     return Report(data, f"drew {data['rows']:,} rows ({what}) to {data['output']}",
-                  warnings=[w for w in [behind_message(store, data["behind"])] if w])
+                  warnings=[w for w in [behind_message(store, data)] if w])
 
 
 @click.command(name="report")
@@ -92,7 +92,7 @@ def report_command(store, output, model_id, lang):
 
     data = write_report(store, output, model_id=model_id, lang=lang)
     return Report(data, f"wrote a report on {data['rows']:,} rows and {data['k']} clusters to {data['output']}",
-                  warnings=[w for w in [behind_message(store, data["behind"])] if w])
+                  warnings=[w for w in [behind_message(store, data)] if w])
 
 
 COMMANDS = [project_command, render_command, report_command]

@@ -195,7 +195,7 @@ def render_image(store: Store, model_id: str, *, width: int, height: int, color:
         _draw_labels(page, placed, plot_w)
     _draw_text(page, model, rows, color, names, colors, counts, plot_w,
                projection_note(store.manifest.models[model.id].projection))
-    facts = {"rows": rows, "behind": store.rows - rows, "k": model.k, "width": width, "height": height, "color": color,
+    facts = {"rows": rows, **behind(store, model.id), "k": model.k, "width": width, "height": height, "color": color,
              "plot_area": [0, TITLE_HEIGHT, plot_w, height], "categories": len(names), "labels": placed}
     return page, facts
 
@@ -313,12 +313,22 @@ def drawable_rows(store: Store, model_id: str) -> int:
     return min(entry.watermark, entry.projection_watermark)
 
 
-def behind_message(store_path, behind: int) -> str | None:
-    """What to run when newer rows are not drawn yet (None when every row is)."""
-    if behind <= 0:
+def behind(store: Store, model_id: str) -> dict:
+    """Committed rows not drawn, and of them those not labelled and those not placed yet."""
+    entry = store.manifest.models[model_id]
+    placed = entry.projection_watermark if entry.projection else 0
+    return {"behind": store.rows - min(entry.watermark, placed), "behind_labels": store.rows - entry.watermark,
+            "behind_positions": store.rows - placed}
+
+
+def behind_message(store_path, facts: dict) -> str | None:
+    """What to run when newer rows are not drawn yet (None when every row is): only the steps that are due."""
+    if facts["behind"] <= 0:
         return None
-    return (f"{behind:,} newer rows are not labelled or placed yet and are left out; run `streamproc classify "
-            f"{store_path}` and `streamproc project {store_path}` to include them")
+    due = {step: missing for step, missing in (("classify", "labelled"), ("project", "placed"))
+           if facts[f"behind_{'labels' if step == 'classify' else 'positions'}"] > 0}
+    run = " and ".join(f"`streamproc {step} {store_path}`" for step in due)
+    return f"{facts['behind']:,} newer rows are not {' or '.join(due.values())} yet and are left out; run {run} to include them"
 
 
 def check_writable(output: Path) -> None:

@@ -17,7 +17,7 @@ from ..store.catalog import load_model
 from ..store.store import Store
 from .charts import bars, lines, stacked_bars
 from .keywords import KeywordCounter, sample_step
-from .render import category_colors, check_writable, drawable_rows, render_image
+from .render import behind, category_colors, check_writable, drawable_rows, render_image
 
 REPRESENTATIVES = 5
 BLOCK_ROWS = 262_144
@@ -98,7 +98,7 @@ def write_report(store_path: str | os.PathLike, output: str | os.PathLike, *, mo
                  "representatives": [view.get("id", view["row"]) for view in summary["representatives"][c]],
                  "keywords": [w for w, _ in summary["keywords"][c]] if summary["keywords"] else None}
                 for c in range(model.k)]
-    return {"output": str(output), "model": model.id, "rows": rows, "behind": store.rows - rows, "k": model.k,
+    return {"output": str(output), "model": model.id, "rows": rows, **behind(store, model.id), "k": model.k,
             "keywords": summary["keywords"] is not None, "clusters": clusters}
 
 
