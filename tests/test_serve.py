@@ -166,8 +166,8 @@ def test_every_bad_request_gets_a_json_4xx_and_the_server_keeps_running(served):
     dim = MIX.dim
     cases = [
         ("GET", "/api/rows/3000", None, 404, "3,000 committed rows"),
-        ("GET", "/api/rows/abc", None, 404, "Not Found"),
-        ("GET", "/api/rows/-1", None, 404, "Not Found"),
+        ("GET", "/api/rows/abc", None, 404, "no such route: /api/rows/abc (rows, clusters and tile coordinates are integers"),
+        ("GET", "/api/rows/-1", None, 404, "no such route"),
         ("GET", "/api/near?x=1", None, 400, "'y' is required"),
         ("GET", "/api/near?x=nan&y=0", None, 400, "finite"),
         ("GET", "/api/near?x=0&y=0&n=0", None, 400, "n='0': expected a finite number in [1, 100]"),

@@ -351,6 +351,9 @@ def create_app(explorer: Explorer) -> Starlette:
                                           neighbours=body.get("neighbours", predicting.NEIGHBOURS))
 
     async def on_http_error(request: Request, exc: HTTPException):
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route matched (e.g. /api/rows/abc)
+            return error(404, f"no such route: {request.url.path} (rows, clusters and tile coordinates are "
+                              "integers; README.md lists the routes under 'Explore in the browser')")
         return error(exc.status_code, str(exc.detail))
 
     async def on_streamproc_error(request: Request, exc: StreamprocError):
