@@ -210,3 +210,13 @@ def test_every_command_help_has_a_runnable_example():
     day = " ".join(examples["streamproc"])
     for step in ("synth", "ingest", "fit", "classify", "render", "report", "export"):
         assert f"streamproc {step} " in day, step
+
+
+def test_top_level_help_gives_every_command_a_whole_line():
+    """`streamproc --help` lists each command with a sentence that is not cut off with '...'."""
+    from streamproc.cli.main import main as cli_main
+
+    text = CliRunner().invoke(cli_main, ["--help"], terminal_width=80).output
+    listed = text.split("Commands:")[1].strip().splitlines()
+    assert len(listed) == len(cli_main.commands)
+    assert not [line for line in listed if line.rstrip().endswith("...")], listed

@@ -32,6 +32,26 @@ def main():
     """
 
 
+# one line each in `streamproc --help` (the commands' own first sentences are cut off at the line's end)
+SHORT_HELP = {
+    "check": "Verify a store: manifest, every chunk's checksum, every model.",
+    "classify": "Label every row the model has not labelled yet, exactly once.",
+    "demo": "Run the whole job end to end on built-in synthetic data.",
+    "embed": "Embed texts with a local sentence encoder and ingest them.",
+    "export": "Write the labelled rows to Parquet, CSV or JSON Lines.",
+    "fit": "Fit PCA + clustering for every k, pick k, save the model.",
+    "info": "Show what a store holds: rows, dimension, batches, models.",
+    "ingest": "Add each file to the store as one atomic batch.",
+    "models": "List, compare and activate a store's models.",
+    "predict": "Label vectors or texts with the model, writing nothing.",
+    "project": "Store a 2-D map position for every row (UMAP, t-SNE, PCA).",
+    "render": "Draw every row on the map to a PNG, with datashader.",
+    "report": "Write one self-contained HTML page about the clusters.",
+    "serve": "Explore the store in the browser: map, clusters, queries.",
+    "synth": "Write seeded synthetic embedding batches (with texts).",
+}
+
 for _module in (check, data, label, models, serve, view):
     for _command in _module.COMMANDS:
+        _command.short_help = SHORT_HELP.get(_command.name, _command.short_help)
         main.add_command(_command)
