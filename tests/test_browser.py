@@ -85,6 +85,14 @@ def test_the_page_shows_the_map_rows_and_probabilities(page):
     before = map_pixels(driver)
     assert coloured(before) > 2000, "the map shows no coloured points"
     assert len(driver.find_elements(By.CSS_SELECTOR, ".cluster-label")) >= 3  # keywords at the cluster centres
+    # the labels shown do not overlap (where two would, the larger cluster's is shown)
+    shown = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.cluster-text')).filter(e => e.style.visibility !== 'hidden')"
+        ".map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })")
+    assert len(shown) >= 2
+    for i, a in enumerate(shown):
+        for b in shown[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
     first_zoom = driver.execute_script("return map.getZoom()")
     assert max(z for z, _, _ in tiles_requested(driver)) == first_zoom
 

@@ -81,12 +81,32 @@ async function loadClusters() {
     if (c.x !== null && c.size > 0) {
       const icon = L.divIcon({ className: "cluster-label", html: "", iconSize: null });
       const marker = L.marker(toLatLng(c.x, c.y), { icon, interactive: true });
-      marker.on("add", () => { marker.getElement().textContent = `${c.label}${words ? ": " + words : ""}`; });
+      marker.size = c.size;
+      marker.on("add", () => {
+        marker.getElement().replaceChildren(el("span", { class: "cluster-text" }, `${c.label}${words ? ": " + words : ""}`));
+      });
       marker.on("click", () => showCluster(c.label, 0, false));
       state.labels.addLayer(marker);
     }
   }
+  declutter();
 }
+
+function declutter() {
+  // labels are centred on their cluster; where two would overlap, the larger cluster's is shown
+  // (zooming in spreads them apart and shows the others)
+  const kept = [];
+  const markers = state.labels.getLayers().sort((a, b) => b.size - a.size);
+  for (const marker of markers) {
+    const text = marker.getElement() && marker.getElement().firstChild;
+    if (!text) continue;
+    text.style.visibility = "visible";
+    const box = text.getBoundingClientRect();
+    const hits = kept.some((k) => box.left < k.right && k.left < box.right && box.top < k.bottom && k.top < box.bottom);
+    if (hits) text.style.visibility = "hidden"; else kept.push(box);
+  }
+}
+map.on("zoomend", declutter);
 
 function rowView(row) {
   const parts = [el("b", {}, `row ${row.row}`), row.id !== null ? ` · ${row.id}` : "",
