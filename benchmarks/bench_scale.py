@@ -2,7 +2,7 @@
 
 Generates the rows batch by batch, ingesting and deleting each generated file before the next (the
 disk holds the store, not a second copy), then fit (k in {8, 12, 16, 20, 24, 32}) -> classify ->
-project (UMAP on a 50k sample, every row placed) -> render. Each step runs in its own subprocess;
+project (UMAP on the default 20k sample, every row placed) -> render. Each step runs in its own subprocess;
 the table gives its wall time and the peak RSS of its process tree. Runs for most of an hour at
 10M rows: start it in the background, never in CI.
 
@@ -65,7 +65,7 @@ print(json.dumps({"labelled": r.labelled, **io_read()}))
 PROJECT = IO + """
 import json, sys
 from streamproc.pipeline.project import project
-r = project(sys.argv[1], method="umap", sample=50_000)
+r = project(sys.argv[1], method="umap")  # the default sample (20k rows)
 print(json.dumps({**r.to_dict(), **io_read()}))
 """
 
