@@ -193,7 +193,7 @@ def test_every_bad_request_gets_a_json_4xx_and_the_server_keeps_running(served):
         ("POST", "/api/predict", {"vectors": [[0.0] * dim], "neighbours": 101}, 422, "from 0 to 100"),
         ("POST", "/api/predict", {"vectors": [[0.0] * dim], "neighbours": True}, 422, "from 0 to 100"),
         ("GET", "/api/predict", None, 405, "Method Not Allowed"),
-        ("GET", "/nowhere", None, 404, "Not Found"),
+        ("GET", "/nowhere", None, 404, "no such route: /nowhere"),
     ]
     for method, path, body, code, message in cases:
         raw = body if isinstance(body, bytes) else None
