@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +58,30 @@ def run_streamproc(*args, env=None, check=True, **kw) -> subprocess.CompletedPro
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def spawn_streamproc(*args, env=None, text=False) -> subprocess.Popen:
+    """Start the real command in a subprocess and return at once."""
+    return subprocess.Popen([sys.executable, "-m", "streamproc", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=text, env={**os.environ, **(env or {})})
+
+
+def wait_for_flag(flag: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
+    """Wait until a command paused by a STREAMPROC_TEST_PAUSE_* hook has written ``flag``; fail if it
+    exits first or the flag does not appear in time."""
+    deadline = time.monotonic() + seconds
+    while not flag.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{flag} did not appear within {seconds} s"
+        time.sleep(0.05)
+
+
+def kill_before_commit(*args, flag: Path, seconds: float = 60) -> None:
+    """Run the command until it pauses just before its commit, then kill -9 it there."""
+    proc = spawn_streamproc(*args, env={"STREAMPROC_TEST_PAUSE_BEFORE_COMMIT": str(flag)})
+    wait_for_flag(flag, proc, seconds)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def store_state(store: Path) -> tuple[str, np.ndarray]:

@@ -1,17 +1,14 @@
 """streamproc classify and export: exactly-once labels through kills and concurrent runs, drift."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from conftest import run_streamproc, store_state
+from conftest import kill_before_commit, run_streamproc, spawn_streamproc, store_state
 
 from streamproc.io.synth import Mixture
 from streamproc.pipeline.fit import FitOptions, fit
@@ -93,21 +90,10 @@ def test_drift_is_flagged_for_shifted_data_only(cli, fitted_store, tmp_path):
     assert out["drift"] is True and out["mean_distance"] > 1.25 * out["train_mean_distance"]
 
 
-def _spawn(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "streamproc", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
-
-
 def test_kill_inside_commit_window_then_exactly_once(fitted_store, tmp_path):
     store, inbox = fitted_store
     flag = tmp_path / "paused"
-    proc = _spawn("classify", store, env={"STREAMPROC_TEST_PAUSE_BEFORE_COMMIT": str(flag)})
-    deadline = time.time() + 60
-    while not flag.exists():
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_before_commit("classify", store, flag=flag)
     model_id = load_model(store).id
     labels, watermark = _labels(store, model_id) if (store / "models" / model_id / "labels").exists() else ([], 0)
     assert watermark == 0
@@ -121,7 +107,7 @@ def test_kill_any_moment_then_every_row_once(fitted_store, delay):
     store, inbox = fitted_store
     _add_batches(inbox, 20, 4, rows=40_000)
     run_streamproc("ingest", store, inbox)
-    proc = _spawn("classify", store)
+    proc = spawn_streamproc("classify", store)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -137,7 +123,7 @@ def test_two_concurrent_runs_one_works_one_exits_75(fitted_store):
     store, inbox = fitted_store
     _add_batches(inbox, 30, 3, rows=60_000)
     run_streamproc("ingest", store, inbox)
-    procs = [_spawn("classify", store, "--json") for _ in range(2)]
+    procs = [spawn_streamproc("classify", store, "--json") for _ in range(2)]
     outs = [p.communicate() for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 75], [o[1] for o in outs]

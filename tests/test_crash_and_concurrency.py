@@ -3,19 +3,12 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import zarr
-from conftest import run_streamproc
-
-
-def _spawn(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "streamproc", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+from conftest import kill_before_commit, run_streamproc, spawn_streamproc
 
 
 def _check_consistent(store, batches_by_name):
@@ -47,13 +40,7 @@ def test_kill_inside_commit_window_then_rerun(tmp_path, big_batches):
     store = tmp_path / "store"
     run_streamproc("ingest", store, inbox / "b0.npy")
     flag = tmp_path / "paused"
-    proc = _spawn("ingest", store, inbox / "b1.npy", env={"STREAMPROC_TEST_PAUSE_BEFORE_COMMIT": str(flag)})
-    deadline = time.time() + 60
-    while not flag.exists():
-        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "timeout"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_before_commit("ingest", store, inbox / "b1.npy", flag=flag)
     info = _check_consistent(store, batches)
     assert info["rows"] == 60_000 and len(info["batches"]) == 1
     run_streamproc("ingest", store, inbox)
@@ -65,7 +52,7 @@ def test_kill_inside_commit_window_then_rerun(tmp_path, big_batches):
 def test_kill_at_random_moments(tmp_path, big_batches, delay):
     inbox, batches = big_batches
     store = tmp_path / "store"
-    proc = _spawn("ingest", store, inbox)
+    proc = spawn_streamproc("ingest", store, inbox)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -87,7 +74,7 @@ def test_four_concurrent_writers(tmp_path):
         batches[f"w{i}.npy"] = a
     store = tmp_path / "store"
     # two give up at once when busy (exit 75, then retry), two wait for the lock
-    procs = [_spawn("ingest", store, inbox / f"w{i}.npy", *(["--wait", "60"] if i % 2 else [])) for i in range(4)]
+    procs = [spawn_streamproc("ingest", store, inbox / f"w{i}.npy", *(["--wait", "60"] if i % 2 else [])) for i in range(4)]
     codes = [p.wait() for p in procs]
     assert set(codes) <= {0, 75}, [p.stderr.read() for p in procs]
     for i, code in enumerate(codes):
@@ -119,7 +106,7 @@ def test_fit_killed_midway_leaves_no_half_model(tmp_path):
         np.save(inbox / f"m{i}.npy", Mixture(dim=128, clusters=8, seed=1).batch(i, 30_000)[0])
     store = tmp_path / "store"
     run_streamproc("ingest", store, inbox)
-    proc = _spawn("fit", store, "--k", "4:16:2")
+    proc = spawn_streamproc("fit", store, "--k", "4:16:2")
     deadline = time.time() + 60
     while not list((store / "models").glob(".staging-*")) if (store / "models").exists() else True:
         assert time.time() < deadline and proc.poll() is None

@@ -4,17 +4,15 @@ CI installs the text extra), committed like ingest; and the texts example end to
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from conftest import run_streamproc
+from conftest import kill_before_commit, run_streamproc
 from sklearn.metrics import adjusted_rand_score
 
 from streamproc.errors import ModelError
@@ -136,16 +134,7 @@ def test_kill_during_embed_then_rerun_commits_each_file_once(tmp_path, small_tex
     folder, frame = small_texts
     store = tmp_path / "s"
     flag = tmp_path / "paused"
-    proc = subprocess.Popen([sys.executable, "-m", "streamproc", "embed", str(store), str(folder / "a.parquet"),
-                             "--text-column", "text"], env={**os.environ,
-                                                            "STREAMPROC_TEST_PAUSE_BEFORE_COMMIT": str(flag)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not flag.exists():
-        assert time.time() < deadline and proc.poll() is None, "embed never reached its commit"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_before_commit("embed", store, folder / "a.parquet", "--text-column", "text", flag=flag, seconds=120)
     assert not (store / "manifest.json").exists() or json.loads((store / "manifest.json").read_text())["rows"] == 0
     run_streamproc("embed", store, folder, "--text-column", "text")
     info = json.loads(run_streamproc("info", store, "--json").stdout)

@@ -11,15 +11,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from conftest import run_streamproc, validate
+from conftest import run_streamproc, spawn_streamproc, validate, wait_for_flag
 
 from streamproc.cli.main import main
 from streamproc.io.readers import ReadOptions
@@ -109,19 +107,6 @@ def assert_labelled_exactly(store: Path) -> int:
 
 
 # ---- 1. the lock race of a first ingest ---------------------------------------------------------
-def _spawn(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "streamproc", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-
-
-def _wait_for(flag: Path, proc, seconds=60):
-    deadline = time.monotonic() + seconds
-    while not flag.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def test_failed_first_ingest_keeps_the_lock_file_so_writers_never_overlap(tmp_path):
     """A first ingest that commits nothing held the lock while a second waited; a third starting while
     the second holds the lock must find it held (exit 75), not a fresh .lock of its own."""
@@ -132,13 +117,13 @@ def test_failed_first_ingest_keeps_the_lock_file_so_writers_never_overlap(tmp_pa
     for name, a in (("bad", bad), ("b", good_b), ("c", good_c)):
         np.save(tmp_path / f"{name}.npy", a)
     COUNTS["injected"] += 1
-    first = _spawn("ingest", store, tmp_path / "bad.npy",
-                   env={"STREAMPROC_TEST_PAUSE_AFTER_LOCK": str(tmp_path / "f1"), "STREAMPROC_TEST_PAUSE_SECONDS": "1"})
-    _wait_for(tmp_path / "f1", first)
-    second = _spawn("ingest", store, tmp_path / "b.npy", "--wait", "60",
-                    env={"STREAMPROC_TEST_PAUSE_BEFORE_COMMIT": str(tmp_path / "f2"), "STREAMPROC_TEST_PAUSE_SECONDS": "3"})
+    first = spawn_streamproc("ingest", store, tmp_path / "bad.npy", text=True,
+                             env={"STREAMPROC_TEST_PAUSE_AFTER_LOCK": str(tmp_path / "f1"), "STREAMPROC_TEST_PAUSE_SECONDS": "1"})
+    wait_for_flag(tmp_path / "f1", first)
+    second = spawn_streamproc("ingest", store, tmp_path / "b.npy", "--wait", "60", text=True,
+                              env={"STREAMPROC_TEST_PAUSE_BEFORE_COMMIT": str(tmp_path / "f2"), "STREAMPROC_TEST_PAUSE_SECONDS": "3"})
     assert first.wait(60) == 1
-    _wait_for(tmp_path / "f2", second)
+    wait_for_flag(tmp_path / "f2", second)
     third = run_streamproc("ingest", store, tmp_path / "c.npy", "--json", check=False)
     assert third.returncode == 75, (third.stdout, third.stderr)
     assert second.wait(60) == 0, second.communicate()
@@ -580,9 +565,10 @@ def test_damaged_manifest_bytes_are_a_one_line_error(base, tmp_path):
 # ---- 8. work is never thrown away: fit waits for the lock at commit -----------------------------
 def test_fit_waits_for_the_lock_at_commit_by_default(base, tmp_path):
     store = copy_store(base, tmp_path / "s")
-    holder = _spawn("ingest", store, base / "inbox", "--id-column", "id", "--text-column", "text",
-                    env={"STREAMPROC_TEST_PAUSE_AFTER_LOCK": str(tmp_path / "f"), "STREAMPROC_TEST_PAUSE_SECONDS": "4"})
-    _wait_for(tmp_path / "f", holder)
+    holder = spawn_streamproc("ingest", store, base / "inbox", "--id-column", "id", "--text-column", "text",
+                              text=True, env={"STREAMPROC_TEST_PAUSE_AFTER_LOCK": str(tmp_path / "f"),
+                                              "STREAMPROC_TEST_PAUSE_SECONDS": "4"})
+    wait_for_flag(tmp_path / "f", holder)
     COUNTS["injected"] += 1
     code, data = cli_run("fit", store, "--k", "3", "--sample", "500", "--restarts", "1", code=0)
     assert holder.wait(30) == 0

@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from streamproc.io.synth import Mixture
 from streamproc.learn import kmeans, stats
-from streamproc.learn.pca import leading_basis, projection_error
+from streamproc.learn.pca import basis_from_moments, projection_error
 from streamproc.pipeline import fit as fit_module
 from streamproc.pipeline.fit import FitOptions, fit
 from streamproc.pipeline.ingest import ingest
@@ -136,7 +136,8 @@ def test_projection_error_is_zero_for_the_exact_subspace_and_grows_with_a_tilt()
     tilted[:, 3] = np.cos(tilt) * exact[:, 3] + np.sin(tilt) * np.linalg.svd(x - x.mean(0), full_matrices=False)[2][5]
     angle, gap = projection_error(pca.components_, cov, np.linalg.qr(tilted)[0])
     assert angle == pytest.approx(2.0, abs=0.01) and gap > 0
-    assert leading_basis(x, 0.95, None, 0.5).shape[1] >= 4
+    shift = x.mean(axis=0)
+    assert basis_from_moments(stats.moments_chunk(x, shift), shift, 0.95, None, 0.5).shape[1] >= 4
 
 
 def test_lloyd_epochs_stop_when_they_stop_paying(tmp_path):

@@ -4,14 +4,12 @@ new groups, drift per batch and per cluster (--fail-on-drift exits 3), kills dur
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import zarr
-from conftest import run_streamproc, validate
+from conftest import kill_before_commit, run_streamproc, spawn_streamproc, validate
 
 from streamproc.io.synth import Mixture
 from streamproc.learn.align import SAME_CLUSTER, centroid_distances, label_positions
@@ -209,23 +207,12 @@ def test_a_cluster_whose_share_moves_is_named(cli, store, tmp_path):
     assert int(model.classes_[grown]) in moved and out["drift"] is True
 
 
-def _spawn(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "streamproc", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
-
-
 def test_kill_inside_an_aligned_refits_commit_changes_nothing(store, tmp_path):
     store, inbox = store
     run_streamproc("fit", store, "--k", "8")
     before = (store / "manifest.json").read_text()
     flag = tmp_path / "paused"
-    proc = _spawn("fit", store, "--k", "8", "--seed", "5", env={"STREAMPROC_TEST_PAUSE_BEFORE_COMMIT": str(flag)})
-    deadline = time.time() + 120
-    while not flag.exists():
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_before_commit("fit", store, "--k", "8", "--seed", "5", flag=flag, seconds=120)
     assert (store / "manifest.json").read_text() == before  # no model, registry unchanged
     again = json.loads(run_streamproc("fit", store, "--k", "8", "--seed", "5", "--json").stdout)
     assert sorted(again["cluster_ids"]) == list(range(8)) and _manifest(store)["next_cluster_id"] == 8
@@ -241,7 +228,7 @@ def test_kill_any_moment_after_a_warm_refit_labels_every_row_once(store, delay):
     run_streamproc("ingest", store, inbox)
     warm = json.loads(run_streamproc("fit", store, "--warm-start", "--activate", "--json").stdout)
     assert warm["k"] == 9
-    proc = _spawn("classify", store)
+    proc = spawn_streamproc("classify", store)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -106,17 +106,11 @@ class StreamingPCA(TransformerMixin, BaseEstimator):
         return (X - self.mean_) @ self.components_.T
 
 
-def leading_basis(x: np.ndarray, variance: float, n_components: int | None, margin: float) -> np.ndarray:
-    """Orthonormal columns (d x m) spanning the leading principal subspace of the rows ``x``: the
-    components ``x`` says ``variance`` (or ``n_components``) needs, plus ``margin`` times as many more."""
-    shift = x[: min(len(x), 4096)].astype(np.float64).mean(axis=0)
-    return basis_from_moments(stats.moments_chunk(x, shift), shift, variance, n_components, margin)
-
-
 def basis_from_moments(moments: dict, shift: np.ndarray, variance: float, n_components: int | None,
                        margin: float) -> np.ndarray:
-    """:func:`leading_basis` from rows' moments (``stats.moments_chunk``, combined chunk by chunk), so
-    the rows need not be held: d x d numbers whatever their count."""
+    """Orthonormal columns (d x m) spanning the leading principal subspace of rows summed into
+    ``moments`` (``stats.moments_chunk``, combined chunk by chunk, so the rows need not be held): the
+    components ``variance`` (or ``n_components``) needs, plus ``margin`` times as many more."""
     variances, vectors = np.linalg.eigh(stats.moments_finalize(moments, shift)[1])
     variances, vectors = variances[::-1], vectors[:, ::-1]
     keep = n_components or components_for_variance(variances / max(variances.sum(), 1e-300), variance)

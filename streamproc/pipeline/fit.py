@@ -272,8 +272,9 @@ def _projection_basis(store: Store, options: FitOptions) -> tuple[np.ndarray | N
     for j, i in enumerate(picked):
         block = store.read("vectors", i * chunk, min(store.rows, (i + 1) * chunk))
         shift = block.astype(np.float64).mean(axis=0) if shift is None else shift
-        part, h, sampled = stats.moments_chunk(block, shift), int(j >= len(picked) // 2), sampled + len(block)
-        halves[h] = part if halves[h] is None else stats.combine(halves[h], part)
+        sampled += len(block)
+        half, part = int(j >= len(picked) // 2), stats.moments_chunk(block, shift)
+        halves[half] = part if halves[half] is None else stats.combine(halves[half], part)
     moments = stats.combine(*[m for m in halves if m is not None])
     basis = basis_from_moments(moments, shift, options.variance, options.n_components, ONE_READ_MARGIN)
     if basis.shape[1] > 0.75 * store.dim:

@@ -325,10 +325,11 @@ def behind_message(store_path, facts: dict) -> str | None:
     """What to run when newer rows are not drawn yet (None when every row is): only the steps that are due."""
     if facts["behind"] <= 0:
         return None
-    due = {step: missing for step, missing in (("classify", "labelled"), ("project", "placed"))
-           if facts[f"behind_{'labels' if step == 'classify' else 'positions'}"] > 0}
-    run = " and ".join(f"`streamproc {step} {store_path}`" for step in due)
-    return f"{facts['behind']:,} newer rows are not {' or '.join(due.values())} yet and are left out; run {run} to include them"
+    due = [(step, missing) for step, missing, key in (("classify", "labelled", "behind_labels"),
+                                                      ("project", "placed", "behind_positions")) if facts[key] > 0]
+    run = " and ".join(f"`streamproc {step} {store_path}`" for step, _ in due)
+    missing = " or ".join(what for _, what in due)
+    return f"{facts['behind']:,} newer rows are not {missing} yet and are left out; run {run} to include them"
 
 
 def check_writable(output: Path) -> None:
