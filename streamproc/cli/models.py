@@ -55,8 +55,10 @@ from .common import Report, reporting, scheduler_option, wait_option
               help="Stop k-means when no centroid moves more than this (relative to the cluster spread).")
 @click.option("--inertia-tol", type=float, default=1e-3, show_default=True,
               help="... or when an epoch lowers no k's inertia by more than this fraction.")
-@click.option("--two-reads", is_flag=True,
-              help="Reduce the rows from a second read of the vectors instead of their one-read projection.")
+@click.option("--one-read/--two-reads", "one_read", default=None,
+              help="Reduce the rows from pass 1's projection of the vectors (used when measured as close to exact "
+                   "PCA as exact PCA is to itself) or from a second read. Default: one read when the vectors are "
+                   "larger than half this machine's memory.")
 @click.option("--sample", type=click.IntRange(min=2), default=10_000, show_default=True,
               help="Rows in the uniform sample that seeds k-means.")
 @click.option("--restarts", type=click.IntRange(min=1), default=3, show_default=True,
@@ -77,7 +79,7 @@ from .common import Report, reporting, scheduler_option, wait_option
 @reporting
 def fit_command(store, k_range, variance, components, pca_solver, scaling, metric, method, linkage, micro_clusters,
                 min_cluster_size, min_samples, umap_components, select, silhouette_sample, epochs, tol, inertia_tol,
-                two_reads, sample, restarts, classifier, seed, activate, warm_start, no_align, scheduler, wait):
+                one_read, sample, restarts, classifier, seed, activate, warm_start, no_align, scheduler, wait):
     """Fit PCA + k-means for every k on STORE's vectors, pick k, and save the model in STORE.
 
     Reads the rows committed when it starts, without the lock (ingest can go on meanwhile); takes
@@ -102,7 +104,7 @@ def fit_command(store, k_range, variance, components, pca_solver, scaling, metri
         raise UsageError(str(exc)) from None
     options = FitOptions(variance=variance, n_components=components, solver=pca_solver, scaling=scaling,
                          metric=metric, ks=ks, select=select, epochs=epochs, tol=tol, inertia_tol=inertia_tol,
-                         one_read=not two_reads, seed=seed, sample=sample, restarts=restarts, classifier=classifier,
+                         one_read=one_read, seed=seed, sample=sample, restarts=restarts, classifier=classifier,
                          method=method, linkage=linkage, micro_clusters=micro_clusters,
                          min_cluster_size=min_cluster_size, min_samples=min_samples, umap_components=umap_components,
                          silhouette_sample=silhouette_sample, warm_start=warm_start, align=not no_align)

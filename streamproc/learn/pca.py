@@ -117,19 +117,24 @@ def basis_from_moments(moments: dict, shift: np.ndarray, variance: float, n_comp
     return vectors[:, :min(len(variances), int(np.ceil(keep * (1 + margin))))]
 
 
-def projection_error(components: np.ndarray, covariance: np.ndarray, basis: np.ndarray) -> tuple[float, float]:
-    """How far the rows projected onto ``basis`` (d x m, orthonormal columns) are from exact PCA
-    with ``components`` (c x d): the largest principal angle, in degrees, between the components
-    and their projection onto the basis, and the fraction of the total variance (``covariance``)
-    the projected components explain less than the exact ones."""
-    v = components.T
-    cosines = np.linalg.svd(basis.T @ v, compute_uv=False)
-    angle = float(np.degrees(np.arccos(np.clip(cosines.min(), -1.0, 1.0))))
-    projected = np.linalg.qr(basis @ (basis.T @ v))[0]
-    total = max(float(np.trace(covariance)), 1e-300)
-    exact = float(np.trace(v.T @ covariance @ v)) / total
-    kept = float(np.trace(projected.T @ covariance @ projected)) / total
-    return angle, exact - kept
+def pca_in_basis(covariance: np.ndarray, basis: np.ndarray, variance: float,
+                 n_components: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact PCA of the rows projected onto ``basis`` (d x m, orthonormal columns), from the exact
+    ``covariance`` of the rows: the components (q x d, leading first; q the fewest whose variance
+    reaches ``variance`` of the rows' whole variance, or ``n_components``, at most m) and the m
+    eigenvalues. The one-read fit's model: it reduces rows exactly as the fit reduced them."""
+    inner = basis.T @ covariance @ basis
+    values, vectors = np.linalg.eigh((inner + inner.T) / 2)
+    values, vectors = np.maximum(values[::-1], 0.0), vectors[:, ::-1]
+    keep = n_components or components_for_variance(values / max(float(np.trace(covariance)), 1e-300), variance)
+    return _fix_signs((basis @ vectors[:, :min(keep, len(values))]).T), values
+
+
+def subspace_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest principal angle, in degrees, between the spans of two sets of orthonormal
+    columns (d x q each)."""
+    cosines = np.linalg.svd(a.T @ b, compute_uv=False)
+    return float(np.degrees(np.arccos(np.clip(cosines.min(), -1.0, 1.0))))
 
 
 def _fix_signs(components: np.ndarray) -> np.ndarray:

@@ -3,14 +3,17 @@ the chosen model, committed into the store. Reads a manifest snapshot without th
 to commit, so cron ingests go on during a long fit.
 
 Passes over the data (each a Dask job over blocks):
-  0. a few whole chunks drawn at random (about 4x --sample rows): the subspace to project onto
+  0. (one read, when the vectors are larger than half the memory) a few whole chunks drawn at random
+     (4x --sample rows or 1 % of the rows): the subspace to project onto
   1. vectors: exact PCA moments + a uniform sample, and every row projected onto that subspace
      (about 1.5x the components needed), written once            (the only read of the vectors)
-  2. projection: reduced = scale(pca(x)), rotated from the projection to the exact components, written
-     once (about 5x smaller than the vectors), and the first Lloyd epoch for every k (k-means++ on
-     the reduced sample comes before). The projection is used only when it is measured to be within
-     0.1 degree and 0.001 of explained variance of exact PCA; else pass 2 reads the vectors again
-     and the fit says so (``--two-reads`` always does)
+  2. projection: reduced = scale(pca(x)), the PCA being the exact PCA of the projected rows (from
+     pass 1's exact covariance), written once (about 5x smaller than the vectors), and the first
+     Lloyd epoch for every k (k-means++ on the reduced sample comes before). The projection is used
+     only when it is measured to be as close to exact PCA as exact PCA is to itself: components
+     within 0.1 degree, or within the angle between exact PCA of half the rows and of all rows when
+     that is larger, and explained variance within 0.001; else pass 2 reads the vectors again and
+     the fit says so (``--two-reads`` always does)
   3. reduced: more Lloyd epochs, every k updated from the same read of each block, until they stop paying
   4. reduced: the method's partition for every k (:mod:`streamproc.pipeline.methods`) and its DB/CH statistics;
      silhouette on the sample
@@ -34,7 +37,7 @@ from .. import progress
 from ..errors import StoreError, UsageError
 from ..learn import kmeans, stats
 from ..learn.model import QUANTILES, Model, normalize_rows
-from ..learn.pca import SOLVERS, StreamingPCA, basis_from_moments, projection_error  # noqa: F401
+from ..learn.pca import SOLVERS, StreamingPCA, basis_from_moments, pca_in_basis, subspace_angle  # noqa: F401
 from ..options import CLASSIFIERS, DEFAULT_K, FIT_COMMIT_WAIT, LINKAGES, METRICS, SCALINGS, SELECTIONS
 from ..store import arrays
 from ..store.manifest import ModelEntry, utc_now
@@ -55,7 +58,8 @@ class FitOptions:
     epochs: int = 10  # at most: epochs stop when they stop paying (--tol, --inertia-tol)
     tol: float = 1e-4
     inertia_tol: float = 1e-3
-    one_read: bool = True  # reduce the rows from pass 1's projection when it is measured exact
+    one_read: bool | None = None  # reduce the rows from pass 1's projection (when measured close enough to
+    # exact PCA); None: only when the vectors are larger than half this machine's memory (ONE_READ_WHEN)
     seed: int = 0
     sample: int = 10_000
     restarts: int = 3
@@ -148,14 +152,23 @@ def new_model_id() -> str:
 
 
 # ---- block functions (module level: they travel to Dask workers) -------------------------------
-def _pass1_block(block, start, shift, sample_size, total_rows, seed, basis=None, projected_path=None):
+def _pass1_block(block, start, shift, sample_size, total_rows, seed, basis=None, projected_path=None,
+                 chunk_rows=None):
     """PCA moments and the uniform sample of one block; with a ``basis``, also the block's rows
-    projected onto it (``(x - shift) @ basis``), written into the staged projected array."""
-    out = stats.moments_chunk(block, shift)
-    out.update(stats.sample_chunk(block, start, size=sample_size, total_rows=total_rows, seed=seed))
-    if basis is not None:
+    projected onto it (``(x - shift) @ basis``), written into the staged projected array, and the
+    moments of the rows of every other chunk (``chunk_rows``) again as ``half_*``: the exact PCA of
+    half the rows, to measure how far exact PCA itself moves (summed as two halves: no more products;
+    float32: it only measures an angle)."""
+    if basis is None:
+        out = stats.moments_chunk(block, shift)
+    else:
+        even = (np.arange(start, start + len(block)) // chunk_rows) % 2 == 0
+        half = stats.moments_chunk(block[even], shift)
+        out = stats.combine(half, stats.moments_chunk(block[~even], shift))
+        out.update(half_n=half["n"], half_sum=half["sum"], half_cross=half["cross"].astype(np.float32))
         y = (block.astype(np.float32, copy=False) - shift.astype(np.float32)) @ basis
         arrays.write_block(projected_path, start, y)
+    out.update(stats.sample_chunk(block, start, size=sample_size, total_rows=total_rows, seed=seed))
     return out
 
 
@@ -225,8 +238,8 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
                                                             options.block_bytes))
     basis, decided = _projection_basis(store, options)
     pca, sample, projected_path = _pca_pass(store, options, runner, vector_ranges, basis, staging)
-    draft = _draft_model(pca, options, model_id, store)
-    one_read = _one_read_check(pca, basis, decided)
+    one_read, in_basis = _one_read_check(pca, basis, decided, options)
+    draft = _draft_model(pca, options, model_id, store, in_basis)
     sample_z = draft.transform(sample)
     if options.method == "agglomerative" and options.micro_clusters > len(sample_z):
         progress.message(f"fit: {options.micro_clusters} micro-clusters asked for, but the store's sample has "
@@ -245,26 +258,39 @@ def _fit_model(store: Store, options: FitOptions, runner: Runner, staging: Path,
 
 
 # pass 1 -------------------------------------------------------------------------------------
-ONE_READ_MAX_ANGLE = 0.1  # degrees: largest principal angle between the projected and the exact components
-ONE_READ_MAX_VARIANCE_GAP = 0.001  # explained variance ratio the projection may lose
+# The one-read model's components must be within this many degrees (largest principal angle) of exact
+# PCA's, or within the angle between exact PCA of half the rows and of all rows when that is larger:
+# where the spectrum is nearly flat at the cut, exact PCA's own components move by degrees between
+# halves of the same data (11-15 degrees on the 1M x 768 mixture), and a limit below that asks the
+# projection to reproduce noise (benchmarks/README.md, "One read of the vectors").
+ONE_READ_MAX_ANGLE = 0.1
+ONE_READ_MAX_VARIANCE_GAP = 0.001  # explained variance ratio the projection may lose against exact PCA
 ONE_READ_MARGIN = 0.5  # the projection keeps this many times more components than the sample says are needed
-ONE_READ_GUESS_ROWS = 4  # x --sample rows, in whole chunks, estimate the subspace to project onto
-ONE_READ_PREDICT = 4  # skip the projection when halves of those rows disagree by more than this x the limit
+ONE_READ_GUESS_ROWS = 4  # x --sample rows (or 1 % of the rows, if more), in whole chunks, estimate the subspace
+# A second read of vectors that stay in the page cache costs less than projecting every row in pass 1
+# (1M x 768 in the cache: one read 2.3 s slower); from disk the second read is what costs (about 85 s
+# of 219 at 10M x 768). So by default one read is tried when the vectors are larger than this
+# fraction of the machine's memory.
+ONE_READ_WHEN = 0.5
+ONE_READ_PREDICT = 4  # skip the projection when halves of those rows predict this x the variance limit
 
 
 def _projection_basis(store: Store, options: FitOptions) -> tuple[np.ndarray | None, dict]:
     """The subspace pass 1 projects every row onto, estimated from whole chunks drawn at random
-    (about ``ONE_READ_GUESS_ROWS x --sample`` rows), and what was decided. No basis (two reads) when
-    asked for (``--two-reads``), with the incremental solver, when the basis would be too wide to
-    save much over the vectors, or when the chunks predict it will miss the limit: the basis from
-    one half of them against the components of the other half is more than ``ONE_READ_PREDICT x``
-    the limit off (with nearly flat spectra at the cut it is degrees off; then writing the
-    projection would be wasted)."""
-    if not options.one_read or options.solver != "covariance":
+    (``ONE_READ_GUESS_ROWS x --sample`` rows or 1 % of the rows), and what was decided. No basis (two
+    reads) when asked for (``--two-reads``), by default when the vectors fit in the page cache
+    (``ONE_READ_WHEN``), with the incremental solver, when the basis would be too wide to save much
+    over the vectors, or when the chunks predict it will miss the variance limit: a basis from one half
+    of them loses more than ``ONE_READ_PREDICT x`` the limit of the other half's variance (then
+    writing the projection would be wasted)."""
+    if options.one_read is False or options.solver != "covariance":
         return None, {"used": False, "reason": "two reads asked for"}
+    if options.one_read is None and not _larger_than_memory(store):
+        return None, {"used": False, "reason": f"the vectors fit in {ONE_READ_WHEN:.0%} of this machine's memory: "
+                                               "a second read from the page cache costs less (--one-read forces one)"}
     chunk = store.manifest.chunk_rows
     chunks = -(-store.rows // chunk)
-    wanted = min(chunks, -(-ONE_READ_GUESS_ROWS * options.sample // chunk))
+    wanted = min(chunks, -(-max(ONE_READ_GUESS_ROWS * options.sample, store.rows // 100) // chunk))
     picked = np.random.default_rng(options.seed).permutation(chunks)[:wanted]
     # each half's moments, summed chunk by chunk: d x d numbers held, not the rows (at 2560-d, 40k rows
     # held in float64 peaked at 2.2 GiB)
@@ -279,17 +305,27 @@ def _projection_basis(store: Store, options: FitOptions) -> tuple[np.ndarray | N
     basis = basis_from_moments(moments, shift, options.variance, options.n_components, ONE_READ_MARGIN)
     if basis.shape[1] > 0.75 * store.dim:
         return None, {"used": False, "reason": f"a basis of {basis.shape[1]} of {store.dim} dimensions saves little"}
-    if wanted < chunks and halves[0] is not None:  # (the whole store was read: the basis is exact up to rounding)
+    if wanted < chunks and halves[0] is not None and halves[1] is not None:
+        # (the whole store was read: the basis is exact up to rounding)
         one = basis_from_moments(halves[0], shift, options.variance, options.n_components, ONE_READ_MARGIN)
-        other = basis_from_moments(halves[1], shift, options.variance, options.n_components, 0.0)
-        predicted = float(np.degrees(np.arccos(np.clip(np.linalg.svd(one.T @ other, compute_uv=False).min(), -1, 1))))
-        if predicted > ONE_READ_PREDICT * ONE_READ_MAX_ANGLE:
-            reason = (f"the sampled subspace is unstable (halves of the {sampled:,} sampled rows "
-                      f"disagree by {predicted:.3g} degrees; limit {ONE_READ_MAX_ANGLE})")
+        other = stats.moments_finalize(halves[1], shift)[1]
+        exact = np.linalg.eigvalsh(other)[::-1]
+        components, _ = pca_in_basis(other, one, options.variance, options.n_components)
+        q = min(len(components), len(exact))
+        predicted = float(exact[:q].sum() - np.trace(components[:q] @ other @ components[:q].T)) / max(exact.sum(), 1e-300)
+        if predicted > ONE_READ_PREDICT * ONE_READ_MAX_VARIANCE_GAP:
+            reason = (f"the sampled subspace misses variance (a basis from one half of the {sampled:,} sampled rows "
+                      f"loses {predicted:.2g} of the other half's variance; limit {ONE_READ_MAX_VARIANCE_GAP})")
             progress.message(f"fit: the vectors are read twice, as the exact PCA needs on this data (one read would "
-                             f"be {predicted:.2g} degrees off, limit {ONE_READ_MAX_ANGLE}; see `fit --json`: one_read)")
-            return None, {"used": False, "predicted_angle_degrees": round(predicted, 5), "reason": reason}
+                             f"lose {predicted:.2g} of the variance, limit {ONE_READ_MAX_VARIANCE_GAP}; see "
+                             "`fit --json`: one_read)")
+            return None, {"used": False, "predicted_variance_gap": round(predicted, 7), "reason": reason}
     return basis.astype(np.float32), {"used": True}
+
+
+def _larger_than_memory(store: Store) -> bool:
+    vector_bytes = store.rows * store.dim * np.dtype(store.manifest.dtype).itemsize
+    return vector_bytes > ONE_READ_WHEN * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _pca_pass(store: Store, options: FitOptions, runner: Runner, vector_ranges, basis,
@@ -306,6 +342,7 @@ def _pca_pass(store: Store, options: FitOptions, runner: Runner, vector_ranges, 
             _staged_array(projected_path, rows, basis.shape[1], vector_ranges)
         total = runner.reduce_blocks(store.path / "vectors", vector_ranges, _pass1_block, shift, sample_size, rows,
                                      options.seed, basis, str(projected_path) if basis is not None else None,
+                                     store.manifest.chunk_rows,
                                      desc="pass 1/5 PCA" + (" + projection" if basis is not None else ""))
         pca.set_moments(total, shift)
     else:  # IncrementalPCA is sequential: one read in this process, the sample drawn from the same blocks
@@ -319,31 +356,61 @@ def _pca_pass(store: Store, options: FitOptions, runner: Runner, vector_ranges, 
     return pca, stats.sample_finalize(total).astype(np.float32), projected_path
 
 
-def _one_read_check(pca: StreamingPCA, basis: np.ndarray | None, decided: dict) -> dict:
-    """Is the projection close enough to exact PCA to reduce the rows from it? Measured against the
-    exact covariance of pass 1; when it is not, the fit says so and reads the vectors again."""
+def _one_read_check(pca: StreamingPCA, basis: np.ndarray | None, decided: dict,
+                    options: FitOptions) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
+    """Is the exact PCA of the projected rows close enough to exact PCA to reduce the rows from the
+    projection? Measured against pass 1's exact covariance: its leading components against the exact
+    ones (largest principal angle; the limit is ``ONE_READ_MAX_ANGLE`` or, when larger, the angle
+    between exact PCA of half the rows and of all rows), and the explained variance it loses. Returns
+    what was measured and, when used, the model's components and spectrum (``pca_in_basis``); when
+    not, the fit says so and reads the vectors again."""
     if basis is None:
-        return decided
-    angle, gap = projection_error(pca.components_, pca.covariance_, basis.astype(np.float64))
-    used = angle <= ONE_READ_MAX_ANGLE and gap <= ONE_READ_MAX_VARIANCE_GAP
+        return decided, None
+    components, spectrum = pca_in_basis(pca.covariance_, basis.astype(np.float64), options.variance,
+                                        options.n_components)
+    q, total = pca.n_components_, pca.total_variance_
+    angle = subspace_angle(components[:q].T, pca.components_.T)
+    gap = float(pca.spectrum_[:q].sum() - spectrum[:q].sum()) / total
+    kept = float(spectrum[:len(components)].sum()) / total
+    itself = _half_rows_angle(pca)
+    limit = max(ONE_READ_MAX_ANGLE, itself)
+    enough = options.n_components is not None or kept >= options.variance - 1e-9
+    used = angle <= limit and gap <= ONE_READ_MAX_VARIANCE_GAP and enough
     check = {"used": used, "basis": int(basis.shape[1]), "max_angle_degrees": round(angle, 5),
+             "angle_limit_degrees": round(limit, 5), "half_rows_angle_degrees": round(itself, 5),
              "variance_gap": round(gap, 7)}
     if not used:
-        check["reason"] = (f"the projection onto {basis.shape[1]} sampled components is {angle:.3g} degrees "
-                           f"(limit {ONE_READ_MAX_ANGLE}) and {gap:.2g} of the variance (limit "
-                           f"{ONE_READ_MAX_VARIANCE_GAP}) from exact PCA")
+        check["reason"] = (f"the projection onto {basis.shape[1]} sampled components keeps {kept:.4g} of the variance "
+                           if not enough else
+                           f"the PCA of the projection is {angle:.3g} degrees (limit {limit:.3g}) and {gap:.2g} of the "
+                           f"variance (limit {ONE_READ_MAX_VARIANCE_GAP}) from exact PCA")
         progress.message(f"fit: {check['reason']}: reading the vectors a second time")
-    return check
+        return check, None
+    return check, (components, spectrum)
 
 
-def _draft_model(pca: StreamingPCA, options: FitOptions, model_id: str, store: Store) -> Model:
-    """The model without its clusters: PCA, and the scaling of the components in closed form from the spectrum."""
-    variances = pca.explained_variance_
+def _half_rows_angle(pca: StreamingPCA) -> float:
+    """How far exact PCA itself moves: the largest principal angle between the kept components of
+    the rows of every other chunk (pass 1's ``half_*`` moments) and of all rows; 0 without halves."""
+    moments = pca._stats
+    if not moments.get("half_n") or moments["half_n"] >= moments["n"]:
+        return 0.0
+    half = {"n": moments["half_n"], "sum": moments["half_sum"], "cross": moments["half_cross"].astype(np.float64)}
+    vectors = np.linalg.eigh(stats.moments_finalize(half, pca.shift_)[1])[1][:, ::-1]
+    return subspace_angle(vectors[:, :pca.n_components_], pca.components_.T)
+
+
+def _draft_model(pca: StreamingPCA, options: FitOptions, model_id: str, store: Store,
+                 in_basis: tuple[np.ndarray, np.ndarray] | None = None) -> Model:
+    """The model without its clusters: PCA (exact, or with ``in_basis`` the exact PCA of the one-read
+    projection: components and spectrum), and the scaling of the components in closed form from the spectrum."""
+    components, spectrum = in_basis if in_basis is not None else (pca.components_, pca.spectrum_)
+    variances = spectrum[:len(components)]
     scale = {"none": np.ones_like(variances),
              "global": np.full_like(variances, 1.0 / np.sqrt(max(variances.mean(), 1e-30))),
              "whiten": 1.0 / np.sqrt(np.maximum(variances, 1e-30))}[options.scaling]
     return Model(id=model_id, dim=store.dim, metric=options.metric, scaling=options.scaling, pca_mean=pca.mean_,
-                 pca_components=pca.components_, spectrum=pca.spectrum_, total_variance=pca.total_variance_,
+                 pca_components=components, spectrum=spectrum, total_variance=pca.total_variance_,
                  scale=scale, centroids=np.zeros((1, pca.n_components_)), quantiles=np.zeros((1, 4)),
                  cluster_sizes=np.zeros(1), cluster_mean_distance=np.zeros(1), noise_variance=0.0, scores=[],
                  params=_params(options), fit_rows=(0, store.rows))
