@@ -64,9 +64,18 @@ class IVFIndex:
         return self.order[np.take_along_axis(best_i, nearest, axis=1)], np.take_along_axis(best_d, nearest, axis=1)
 
 
-def place(index: IVFIndex, sample_xy: np.ndarray, queries: np.ndarray, k: int = 15) -> np.ndarray:
+# Cells a placed row probes: 6 of 141 places 1.55x as many rows/s as 8 (54k against 34k a thread for
+# 153-d rows of the 768-d mixture) at 0.982 recall of the exact 15 neighbours (8: 0.994); 99 % of the
+# rows land within 0.39 % of the map's extent of where their exact neighbours would place them (8:
+# 0.28 %), and the map's kNN overlap@15 is 0.2343 (exact neighbours 0.2350). Queries that list
+# neighbours (`serve`) keep the default 8.
+PLACE_PROBES = 6
+
+
+def place(index: IVFIndex, sample_xy: np.ndarray, queries: np.ndarray, k: int = 15,
+          probes: int = PLACE_PROBES) -> np.ndarray:
     """2-D positions of ``queries``: the distance-weighted mean of their nearest sample points' positions."""
-    idx, sq = index.query(queries, k=k)
+    idx, sq = index.query(queries, k=k, probes=probes)
     dist = np.sqrt(sq)
     weights = 1.0 / (dist + 1e-3 * (dist[:, :1].mean() + 1e-12))
     weights /= weights.sum(axis=1, keepdims=True)
