@@ -52,7 +52,17 @@ from streamproc.pipeline.fit import FitOptions, fit
 from streamproc.learn.kmeans import parse_k_range
 r = fit(sys.argv[1], FitOptions(ks=parse_k_range(sys.argv[2])), activate=True)
 print(json.dumps({"model": r.model.id, "k": r.model.k, "components": r.model.n_components, "seconds": r.seconds,
-                  "vector_reads": r.passes["vector_reads"], "epochs": r.passes["epochs"], **io_read()}))
+                  "vector_reads": r.passes["vector_reads"], "one_read": r.passes["one_read"], "epochs": r.passes["epochs"],
+                  **io_read()}))
+"""
+
+ARI = """
+import json, sys, numpy as np
+from sklearn.metrics import adjusted_rand_score
+from streamproc.store.store import Store
+store = Store.open(sys.argv[1])
+labels = np.concatenate([b for _, b in store.iter_blocks(f"models/{store.manifest.current_model}/labels")])
+print(json.dumps({"ari": adjusted_rand_score(np.load(sys.argv[2]), labels)}))
 """
 
 CLASSIFY = IO + """
@@ -77,14 +87,18 @@ print(json.dumps({"rows": r["rows"], **io_read()}))
 """
 
 
-def generate(path, mixture, index: int, rows: int) -> None:
-    """One batch file of ``rows`` rows, written 50k rows at a time (the generator's own memory stays small)."""
+def generate(path, mixture, index: int, rows: int) -> np.ndarray:
+    """One batch file of ``rows`` rows, written 50k rows at a time (the generator's own memory stays
+    small); returns the rows' true clusters."""
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, mixture.dim))
+    truth = []
     for j, start in enumerate(range(0, rows, 50_000)):
-        x, _ = mixture.batch(index * 1000 + j, min(50_000, rows - start))
+        x, labels = mixture.batch(index * 1000 + j, min(50_000, rows - start))
         out[start:start + len(x)] = x
+        truth.append(labels.astype(np.int8))
     out.flush()
     del out
+    return np.concatenate(truth)
 
 
 def _gb(r: dict, key: str) -> str:
@@ -125,13 +139,14 @@ def main():
             raise SystemExit(1)
 
     mixture = Mixture(dim=args.dim, clusters=20, seed=0)
+    truth = []
     ingest_wall = generate_wall = 0.0
     ingest_peak = 0
     ingest_read = {"rchar": 0, "read_bytes": 0}
     for i, start in enumerate(range(0, args.rows, args.batch_rows)):
         path = inbox / f"batch-{i:05d}.npy"
         began = time.perf_counter()
-        generate(path, mixture, i, min(args.batch_rows, args.rows - start))
+        truth.append(generate(path, mixture, i, min(args.batch_rows, args.rows - start)))
         generate_wall += time.perf_counter() - began
         r = run(INGEST, store, path, args.dtype)
         path.unlink()
@@ -146,6 +161,9 @@ def main():
     record("ingest", {"wall": ingest_wall, "peak_rss": ingest_peak, "batches": i + 1, **ingest_read})
     record("fit", run(FIT, store, KS))
     record("classify", run(CLASSIFY, store))
+    np.save(inbox / "truth.npy", np.concatenate(truth))
+    ari = run(ARI, store, inbox / "truth.npy")
+    print(f"  ARI of the stored labels against the generator's clusters: {ari.get('ari', ari)}", flush=True)
     record("project", run(PROJECT, store))
     record("render", run(RENDER, store, DATA / f"{name}.png"))
 
