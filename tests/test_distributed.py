@@ -30,11 +30,20 @@ def store(tmp_path_factory):
 OPTIONS = dict(ks=[3, 5, 7], sample=3000, block_bytes=500 * 32 * 4)  # one chunk per task: 40 tasks a pass
 
 
-def test_fit_on_cluster_uses_both_workers_and_matches_local(cluster, store):
-    remote = fit(store, FitOptions(**OPTIONS), scheduler=cluster)
-    local = fit(store, FitOptions(**OPTIONS))
+@pytest.mark.parametrize("one_read", [False, True], ids=["two-reads", "one-read"])
+def test_fit_on_cluster_uses_both_workers_and_matches_local(cluster, store, one_read):
+    """Both ways of reducing the rows: from a second read, and from the projection the workers wrote
+    in pass 1 (the workers also sum the half-rows moments the one-read check needs)."""
+    remote = fit(store, FitOptions(**OPTIONS, one_read=one_read), scheduler=cluster)
+    local = fit(store, FitOptions(**OPTIONS, one_read=one_read))
     assert len(remote.workers) == 2 and all(w.startswith("tcp://127.0.0.1") for w in remote.workers)
     assert local.workers == ["local"]
+    assert remote.passes["vector_reads"] == local.passes["vector_reads"] == (1 if one_read else 2)
+    assert remote.passes["one_read"]["used"] == one_read
+    if one_read:  # the same measurement from the workers' sums as from the local threads'
+        for key in ("max_angle_degrees", "half_rows_angle_degrees", "variance_gap"):
+            assert remote.passes["one_read"][key] == pytest.approx(local.passes["one_read"][key], rel=1e-3, abs=1e-6)
+        assert remote.passes["one_read"]["half_rows_angle_degrees"] > 0
     a, b = remote.model, local.model
     assert a.k == b.k and a.n_components == b.n_components
     np.testing.assert_allclose(np.abs(a.pca_components), np.abs(b.pca_components), atol=1e-5)
