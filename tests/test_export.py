@@ -56,3 +56,15 @@ def test_with_texts_on_a_store_without_texts(tmp_path):
                           check=False)
     assert proc.returncode == 2 and "holds no texts" in validate(json.loads(proc.stdout), "error")["error"]
     assert not (tmp_path / "l.jsonl").exists()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
+def test_export_into_a_missing_folder_names_the_folder(labelled, suffix):
+    """As render and report say it: the folder, not the hidden temp file the export writes first."""
+    tmp, _ = labelled
+    out = tmp / "no-such-folder" / f"labels{suffix}"
+    proc = run_streamproc("export", tmp / "store", "-o", out, "--json", check=False)
+    message = validate(json.loads(proc.stdout), "error")["error"]
+    assert proc.returncode == 1
+    assert message == f"cannot write {out}: folder {out.parent} does not exist"
+    assert not out.parent.exists()

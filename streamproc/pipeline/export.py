@@ -28,6 +28,8 @@ def export_labels(store_path: str | os.PathLike, output: str | os.PathLike, *, m
     fmt = output.suffix.lower()
     if fmt not in FORMATS:
         raise UsageError(f"-o {output}: expected a .parquet, .csv or .jsonl file name")
+    if not output.absolute().parent.is_dir():  # (as render and report say it; not the temp file's name)
+        raise StreamprocError(f"cannot write {output}: folder {output.parent} does not exist")
     store = Store.open(store_path)
     if with_texts and not store.has_column("texts"):
         raise UsageError(f"--with-texts: {store.path} holds no texts (ingest with --text-column, or embed)")
