@@ -294,6 +294,28 @@ def test_predict_csv_and_parquet_vectors(served, tmp_path):
         assert [p["label"] for p in out["predictions"]] == labels
 
 
+def test_predict_vectors_beside_ids_as_ingest_reads_them(served, tmp_path):
+    """A file laid out as ingest takes it (an id column beside the vectors; a named vector column
+    among others): `predict` reads it with the same --id-column / --vector-column, and each
+    prediction names its id. Without --id-column the id column is an error naming line and column."""
+    _, store, _, _ = served
+    vectors = store_vectors(store, [5, 6])
+    import pandas as pd
+
+    frame = pd.DataFrame(vectors, columns=[f"v{i}" for i in range(32)])
+    frame.insert(0, "id", ["q5", "q6"])
+    frame.to_csv(tmp_path / "q.csv", index=False)
+    pd.DataFrame({"id": ["q5", "q6"], "other": list(vectors * 0), "vector": list(vectors)}).to_parquet(tmp_path / "q.parquet")
+    labels = stored(store, "labels", [5, 6]).tolist()
+    for name, extra in (("q.csv", []), ("q.parquet", ["--vector-column", "vector"])):
+        out = validate(json.loads(run_streamproc("predict", store, "--vectors", tmp_path / name, "--id-column", "id",
+                                                 *extra, "--json").stdout), "predict")
+        assert [p["label"] for p in out["predictions"]] == labels
+        assert [p["id"] for p in out["predictions"]] == ["q5", "q6"]
+    proc = run_streamproc("predict", store, "--vectors", tmp_path / "q.csv", "--json", check=False)
+    assert proc.returncode == 1 and "column 'id'" in json.loads(proc.stdout)["error"]
+
+
 def test_texts_are_embedded_with_the_stores_encoder(tmp_path):
     """A store embedded from texts (the real all-MiniLM-L6-v2), mapped by UMAP: a stored text, asked again on
     the command line or over HTTP, gets the label classify stored for it and lands where project put it."""

@@ -63,6 +63,9 @@ def serve_command(store, model_id, host, port, images_root, encoder, lang, max_b
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--vectors", "vectors_file", type=click.Path(dir_okay=False),
               help="A .npy, .parquet or .csv file of vectors (read as `ingest` reads them).")
+@click.option("--vector-column", help="--vectors .parquet/.csv: a list column holding each vector (default: every "
+                                      "numeric column that is not the id column), as for `ingest`.")
+@click.option("--id-column", help="--vectors .parquet/.csv: a column of ids, named in each prediction.")
 @click.option("--text", "texts", multiple=True, help="A text to embed with the store's encoder (repeatable).")
 @click.option("--texts-file", type=click.Path(dir_okay=False), help="A .csv, .jsonl or .parquet file of texts.")
 @click.option("--text-column", default="text", show_default=True, help="The column of --texts-file.")
@@ -71,7 +74,8 @@ def serve_command(store, model_id, host, port, images_root, encoder, lang, max_b
 @click.option("--neighbours", type=click.IntRange(0, 100), default=5, show_default=True,
               help="Stored rows nearest each query on the map to list.")
 @reporting
-def predict_command(store, vectors_file, texts, texts_file, text_column, model_id, encoder, neighbours):
+def predict_command(store, vectors_file, vector_column, id_column, texts, texts_file, text_column, model_id, encoder,
+                    neighbours):
     """Label vectors or texts with STORE's model, writing nothing: cluster, distance, confidence,
     outlier flag, the probability of every cluster, the map position and the nearest stored rows.
 
@@ -91,13 +95,19 @@ def predict_command(store, vectors_file, texts, texts_file, text_column, model_i
         raise UsageError(f"give exactly one of --vectors, --text, --texts-file (got {', '.join(given) or 'none'})")
     snapshot = Store.open(store)
     model = load_model(snapshot, model_id)
+    if (vector_column or id_column) and not vectors_file:
+        raise UsageError("--vector-column and --id-column go with --vectors")
+    ids = None
     if vectors_file:
-        vectors = predicting.read_vector_file(Path(vectors_file), model.dim)
+        vectors, ids = predicting.read_vector_file(Path(vectors_file), model.dim, vector_column=vector_column,
+                                                   id_column=id_column)
     else:
         queries = list(texts) if texts else predicting.read_text_file(Path(texts_file), text_column)
         vectors = predicting.check_vectors(predicting.load_store_encoder(snapshot, encoder).encode(queries), model.dim)
     data = predicting.predict_vectors(snapshot, model, vectors, neighbours=neighbours)
-    lines = [f"{i}: cluster {p['label']}  confidence {p['confidence']:.3f}  distance {p['distance']:.4g}"
+    if ids is not None:
+        data["predictions"] = [{"id": i, **p} for i, p in zip(ids, data["predictions"])]
+    lines = [f"{p.get('id', i)}: cluster {p['label']}  confidence {p['confidence']:.3f}  distance {p['distance']:.4g}"
              + ("  OUTLIER" if p["outlier"] else "") + (f"  near rows {p['neighbours']}" if p["neighbours"] else "")
              for i, p in enumerate(data["predictions"])]
     return Report(data, "\n".join(lines))

@@ -122,18 +122,21 @@ def load_store_encoder(store: Store, spec: str | None) -> encoders.Encoder:
 
 
 # ---- the command line's inputs -------------------------------------------------------------------
-def read_vector_file(path: Path, dim: int) -> np.ndarray:
-    """Every vector of a .npy, .parquet or .csv file (as ``ingest`` reads them), checked."""
+def read_vector_file(path: Path, dim: int, *, vector_column: str | None = None,
+                     id_column: str | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """Every vector of a .npy, .parquet or .csv file (as ``ingest`` reads them, with the same
+    ``--vector-column`` and ``--id-column``), checked, and the rows' ids when an id column is given."""
     from ..io.readers import ReadOptions, read_slices
 
     if path.suffix.lower() not in (".npy", ".parquet", ".csv"):
         raise InputError(f"{path}: expected a .npy, .parquet or .csv file of vectors")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    parts = [part.vectors for part in read_slices(path, ReadOptions())]
-    if not parts or sum(len(p) for p in parts) == 0:
+    parts = list(read_slices(path, ReadOptions(vector_column=vector_column, id_column=id_column)))
+    if not parts or sum(len(p.vectors) for p in parts) == 0:
         raise InputError(f"{path}: no vectors")
-    return check_vectors(np.concatenate(parts), dim, where=str(path))
+    ids = [str(i) for part in parts for i in part.ids] if id_column else None
+    return check_vectors(np.concatenate([p.vectors for p in parts]), dim, where=str(path)), ids
 
 
 def read_text_file(path: Path, text_column: str) -> list[str]:
