@@ -633,3 +633,18 @@ def test_arrays_written_before_checksums_read_as_before(tmp_path):
     assert read_rows(tmp_path / "legacy", legacy, 0, 20).tolist() == [*range(5), *[0] * 5, *range(10, 20)]
     with pytest.raises(StoreError, match=r"rows \[5, 10\) are missing"):
         read_rows(tmp_path / "current", current, 0, 20)
+
+
+def test_check_finds_labels_that_are_no_cluster_of_their_model(base, tmp_path):
+    """A labels chunk whose checksum is right but which holds a value that is no cluster id of its
+    model (written by another tool, say): check names the array, the row and the id."""
+    store = copy_store(base, tmp_path / "s")
+    cli_run("classify", store)
+    assert check_store(store).to_dict()["ok"]
+    model_id = _manifest(store)["current_model"]
+    labels = zarr.open_array(store / "models" / model_id / "labels", mode="r+")
+    labels[7] = 999
+    code, data = cli_run("check", store, code=1)
+    [problem] = data["problems"]
+    assert problem["array"] == f"models/{model_id}/labels" and problem["rows"][0] <= 7 < problem["rows"][1]
+    assert "row 7 holds cluster id 999" in problem["problem"], problem

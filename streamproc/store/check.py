@@ -1,8 +1,9 @@
 """``streamproc check``: verify a store like a database's integrity check, without the lock.
 
 Checks the manifest (types, names, row counts, batches, watermarks), every committed chunk of every
-array it vouches for (present, right size, crc32c checksum), and every model (arrays finite, shapes,
-scale > 0). Each problem names the array, the rows and what is wrong.
+array it vouches for (present, right size, crc32c checksum), the stored labels (each one a cluster id
+of its model), and every model (arrays finite, shapes, scale > 0). Each problem names the array, the
+rows and what is wrong.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import zarr
 from zarr.core.array import AsyncArray
 
@@ -47,21 +49,25 @@ def check_store(path: str | os.PathLike) -> CheckReport:
         return report
     report.rows = store.rows
     recovering = (store.path / WRITING_MARKER).exists()  # the next writer resizes arrays to the manifest
+    cluster_ids = {}  # labels array -> (model id, the ids its labels may take)
+    for model_id in store.manifest.models:
+        report.models += 1
+        try:
+            cluster_ids[f"models/{model_id}/labels"] = (model_id, load_model(store, model_id).classes_)
+        except StreamprocError as exc:
+            report.add(f"models/{model_id}", None, str(exc))
     for name, length in committed_lengths(store.manifest).items():
         if length == 0:
             continue  # no committed rows (e.g. the label arrays of a model that never classified)
         report.arrays += 1
-        _check_array(store, name, length, recovering, report)
-    for model_id in store.manifest.models:
-        report.models += 1
-        try:
-            load_model(store, model_id)
-        except StreamprocError as exc:
-            report.add(f"models/{model_id}", None, str(exc))
+        _check_array(store, name, length, recovering, report, cluster_ids.get(name))
     return report
 
 
-def _check_array(store: Store, name: str, length: int, recovering: bool, report: CheckReport) -> None:
+def _check_array(store: Store, name: str, length: int, recovering: bool, report: CheckReport,
+                 labels_of: tuple[str, np.ndarray] | None = None) -> None:
+    """Every committed chunk of one array; with ``labels_of`` (model id, its cluster ids), also that
+    every stored label is one of them."""
     try:
         arr = store.array(name)
     except StreamprocError as exc:
@@ -75,9 +81,15 @@ def _check_array(store: Store, name: str, length: int, recovering: bool, report:
     for a, b in block_ranges(length, arr.chunks[0]):
         report.chunks += 1
         try:
-            read_rows(store.path / name, view, a, b)
+            block = read_rows(store.path / name, view, a, b)
         except StreamprocError as exc:
             report.add(name, [a, b], str(exc))
+            continue
+        if labels_of is not None:
+            bad = np.flatnonzero(~np.isin(block, labels_of[1]))
+            if len(bad):
+                report.add(name, [a, b], f"row {a + bad[0]} holds cluster id {block[bad[0]]}, which model {labels_of[0]} "
+                                         f"does not have ({len(bad)} such row{'s' * (len(bad) != 1)} in these rows)")
 
 
 def _with_length(arr: zarr.Array, length: int) -> zarr.Array:
