@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from .errors import StreamprocError
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -37,3 +39,13 @@ def write_json_atomic(path: Path, data: dict) -> None:
     finally:
         tmp.unlink(missing_ok=True)  # after a failed write (disk full): no half file left behind
     fsync_dir(path.parent)
+
+
+def check_writable(output: Path) -> None:
+    """Refuse, naming the folder, an output file whose folder is missing or not writable (before any
+    work, and instead of naming the temp file a write would fail on)."""
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise StreamprocError(f"cannot write {output}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise StreamprocError(f"cannot write {output}: folder {parent} is not writable")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StreamprocError, UsageError
+from ..fs import check_writable
 from ..store.catalog import resolve_model_id
 from ..store.manifest import check_name
 from ..store.store import LABEL_ARRAYS, Store, pid_alive
@@ -28,8 +29,7 @@ def export_labels(store_path: str | os.PathLike, output: str | os.PathLike, *, m
     fmt = output.suffix.lower()
     if fmt not in FORMATS:
         raise UsageError(f"-o {output}: expected a .parquet, .csv or .jsonl file name")
-    if not output.absolute().parent.is_dir():  # (as render and report say it; not the temp file's name)
-        raise StreamprocError(f"cannot write {output}: folder {output.parent} does not exist")
+    check_writable(output)
     store = Store.open(store_path)
     if with_texts and not store.has_column("texts"):
         raise UsageError(f"--with-texts: {store.path} holds no texts (ingest with --text-column, or embed)")

@@ -310,9 +310,9 @@ def _projection_basis(store: Store, options: FitOptions) -> tuple[np.ndarray | N
         one = basis_from_moments(halves[0], shift, options.variance, options.n_components, ONE_READ_MARGIN)
         other = stats.moments_finalize(halves[1], shift)[1]
         exact = np.linalg.eigvalsh(other)[::-1]
-        components, _ = pca_in_basis(other, one, options.variance, options.n_components)
-        q = min(len(components), len(exact))
-        predicted = float(exact[:q].sum() - np.trace(components[:q] @ other @ components[:q].T)) / max(exact.sum(), 1e-300)
+        components, kept = pca_in_basis(other, one, options.variance, options.n_components)
+        q = len(components)
+        predicted = float(exact[:q].sum() - kept[:q].sum()) / max(exact.sum(), 1e-300)
         if predicted > ONE_READ_PREDICT * ONE_READ_MAX_VARIANCE_GAP:
             reason = (f"the sampled subspace misses variance (a basis from one half of the {sampled:,} sampled rows "
                       f"loses {predicted:.2g} of the other half's variance; limit {ONE_READ_MAX_VARIANCE_GAP})")
@@ -411,7 +411,7 @@ def _draft_model(pca: StreamingPCA, options: FitOptions, model_id: str, store: S
              "whiten": 1.0 / np.sqrt(np.maximum(variances, 1e-30))}[options.scaling]
     return Model(id=model_id, dim=store.dim, metric=options.metric, scaling=options.scaling, pca_mean=pca.mean_,
                  pca_components=components, spectrum=spectrum, total_variance=pca.total_variance_,
-                 scale=scale, centroids=np.zeros((1, pca.n_components_)), quantiles=np.zeros((1, 4)),
+                 scale=scale, centroids=np.zeros((1, len(components))), quantiles=np.zeros((1, 4)),
                  cluster_sizes=np.zeros(1), cluster_mean_distance=np.zeros(1), noise_variance=0.0, scores=[],
                  params=_params(options), fit_rows=(0, store.rows))
 

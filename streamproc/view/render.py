@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import progress
 from ..errors import StreamprocError, UsageError
+from ..fs import check_writable
 from ..learn.align import label_positions
 from ..pipeline.project import projection_path
 from ..store.catalog import load_model
@@ -330,11 +331,3 @@ def behind_message(store_path, facts: dict) -> str | None:
     run = " and ".join(f"`streamproc {step} {store_path}`" for step, _ in due)
     missing = " or ".join(what for _, what in due)
     return f"{facts['behind']:,} newer rows are not {missing} yet and are left out; run {run} to include them"
-
-
-def check_writable(output: Path) -> None:
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise StreamprocError(f"cannot write {output}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise StreamprocError(f"cannot write {output}: folder {parent} is not writable")

@@ -12,12 +12,13 @@ import numpy as np
 
 from .. import progress
 from ..errors import UsageError
+from ..fs import check_writable
 from ..learn.align import label_positions
 from ..store.catalog import load_model
 from ..store.store import Store
 from .charts import bars, lines, stacked_bars
 from .keywords import KeywordCounter, sample_step
-from .render import behind, category_colors, check_writable, drawable_rows, render_image
+from .render import behind, category_colors, drawable_rows, render_image
 
 REPRESENTATIVES = 5
 BLOCK_ROWS = 262_144
