@@ -284,6 +284,43 @@ def test_disk_full_at_many_points(base, tmpfs, tmp_path, cli, operation):
     assert failures >= 2, f"the disk never ran full for {operation} (levels {levels}, needed {needed})"
 
 
+def test_disk_full_while_fit_writes_the_one_read_projection(tmpfs, cli):
+    """Pass 1 of a one-read fit writes every row's projection into the model's staging folder (the
+    base store's 8-d vectors are too narrow for a projection, so this store is 64-d with a 6-d
+    signal): on a disk that fills at several points the fit succeeds or fails with the JSON error
+    object, the store stays sound, no staging folder outlives the run, and the rerun completes."""
+    from streamproc.io.synth import Mixture
+
+    x, _ = Mixture(dim=64, clusters=4, rank=6, spread_rank=4, seed=2).batch(0, 6000)
+    np.save(tmpfs / "x.npy", x.astype(np.float32))
+    source = tmpfs / "source"
+    ingest(source, [tmpfs / "x.npy"], chunk_rows=250)
+    (tmpfs / "x.npy").unlink()
+    command = ["fit", None, "--k", "3:4", "--sample", "500", "--restarts", "2", "--one-read"]
+    store = tmpfs / "store"
+    shutil.copytree(source, store)
+    before = free_bytes(tmpfs)
+    assert cli.json(*[store if a is None else a for a in command])["vector_reads"] == 1
+    needed = before - free_bytes(tmpfs)
+    shutil.rmtree(store)
+    failures = 0
+    for leave in sorted({0, 16384, *(int(needed * f) for f in (0.2, 0.4, 0.6, 0.8))}):
+        shutil.copytree(source, store)
+        filler = fill(tmpfs, leave)
+        result = cli(*[store if a is None else a for a in command], "--json", code=None)
+        assert result.exit_code in (0, 1), result.output
+        if result.exit_code == 1:
+            failures += 1
+            assert "\n" not in validate(json.loads(result.stdout), "error")["error"]
+        filler.unlink()
+        assert_sound(store)
+        assert not list((store / "models").glob(".staging-*"))
+        cli.json(*[store if a is None else a for a in command])
+        assert_sound(store)
+        shutil.rmtree(store)
+    assert failures >= 2, f"the disk never ran full (needed {needed})"
+
+
 def _verify_after(operation: str, store: Path, extra: Path) -> None:
     manifest = json.loads((store / "manifest.json").read_text())
     if operation == "ingest":
