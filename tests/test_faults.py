@@ -23,6 +23,7 @@ from streamproc.cli.main import main
 from streamproc.io.readers import ReadOptions
 from streamproc.io.synth import Mixture, write_batches
 from streamproc.pipeline import classify as classify_module
+from streamproc.pipeline import sources as sources_module
 from streamproc.pipeline.fit import FitOptions, fit
 from streamproc.pipeline.ingest import ingest
 from streamproc.store import store as store_module
@@ -140,7 +141,7 @@ def test_failed_staged_write_in_classify_commits_nothing_past_it(base, tmp_path,
     store = copy_store(base, tmp_path / "s")
     monkeypatch.setattr(classify_module, "COMMIT_ROWS", 256)
     monkeypatch.setattr(classify_module, "LABEL_CHUNK_ROWS", 256)
-    monkeypatch.setattr(classify_module, "rows_per_block", lambda *args: 256)  # 7 blocks, 4 staged writes each
+    monkeypatch.setattr(sources_module, "rows_per_block", lambda *args: 256)  # 7 blocks, 4 staged writes each
     monkeypatch.setattr(store_module, "_staged_writes", 0)
     monkeypatch.setenv("STREAMPROC_TEST_FAIL_STAGED_WRITE", str(fail_at))
     COUNTS["injected"] += 1

@@ -94,9 +94,13 @@ class Model:
     def label(self, X, *, outlier_quantile: float = 0.99) -> dict[str, np.ndarray]:
         """What ``classify`` stores for each vector: label (cluster id), distance to its centroid,
         confidence (its probability) and outlier flag (distance beyond the cluster's training quantile)."""
+        return self.label_reduced(self.transform(X), outlier_quantile=outlier_quantile)
+
+    def label_reduced(self, z: np.ndarray, *, outlier_quantile: float = 0.99) -> dict[str, np.ndarray]:
+        """:meth:`label` of rows already reduced (see :meth:`transform`), such as the fit's stored rows."""
         if outlier_quantile not in QUANTILES:
             raise UsageError(f"outlier_quantile must be one of {', '.join(map(str, QUANTILES))}, got {outlier_quantile}")
-        z = self.transform(X)
+        z = np.asarray(z, dtype=np.float32)
         index, proba, distances = self._assess(z)
         rows = np.arange(len(z))
         distance = distances[rows, index]

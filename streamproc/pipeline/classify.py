@@ -1,5 +1,9 @@
 """``streamproc classify``: label every committed row past a model's watermark, exactly once.
 
+The rows the model was fitted on are labelled from the reduced rows its fit stored (one read of
+about a fifth of the vectors' bytes, and no PCA product); rows ingested since, from the vectors
+(:mod:`streamproc.pipeline.sources`).
+
 The run holds the store's lock throughout (a second run exits 75). Labels are staged past the
 watermark in ``models/<id>/{labels,distance,confidence,outlier}`` and committed together with the
 new watermark by one manifest replacement; a run killed at any point leaves the watermark where the
@@ -19,8 +23,9 @@ from ..errors import UsageError
 from ..learn.drift import RunStats, moved_clusters
 from ..learn.model import QUANTILES, Model
 from ..store.catalog import load_model
-from ..store.store import StagingQueue, StoreWriter, block_ranges, open_writer, rows_per_block
+from ..store.store import StagingQueue, StoreWriter, open_writer
 from .runner import Runner
+from .sources import model_row_sources
 
 LABEL_COLUMNS = {"labels": "int32", "distance": "float32", "confidence": "float32", "outlier": "bool"}
 LABEL_CHUNK_ROWS = 65_536
@@ -56,9 +61,14 @@ class ClassifyResult:
 def label_block(block: np.ndarray, start: int, model: Model, outlier_quantile: float) -> dict:
     """Label, distance, confidence and outlier flag of each row of a block of vectors (``Model.label``),
     and the outliers' reduced rows (``outlier_rows``, not stored: new groups are sought among them)."""
-    result = model.label(block, outlier_quantile=outlier_quantile)
-    result["outlier_rows"] = model.transform(block[result["outlier"]]) if result["outlier"].any() else \
-        np.zeros((0, model.n_components), np.float32)
+    return label_reduced_block(model.transform(block), start, model, outlier_quantile)
+
+
+def label_reduced_block(z: np.ndarray, start: int, model: Model, outlier_quantile: float) -> dict:
+    """:func:`label_block` of rows already reduced (the fit's stored rows)."""
+    z = z.astype(np.float32, copy=False)
+    result = model.label_reduced(z, outlier_quantile=outlier_quantile)
+    result["outlier_rows"] = z[result["outlier"]]
     return result
 
 
@@ -92,22 +102,21 @@ def classify(store_path: str | os.PathLike, model_id: str | None = None, *, outl
         if start >= stop:
             return ClassifyResult(model.id, 0, time.perf_counter() - began, None, None, train_mean, False, start, [])
         _ensure_label_arrays(writer, model.id, start)
-        ranges = block_ranges(stop, rows_per_block(writer.manifest.chunk_rows,
-                                                   writer.dim * np.dtype(writer.manifest.dtype).itemsize, block_bytes),
-                              start=start)
         outliers, distance_sum = 0, 0.0
         run = RunStats(model, [b.id for b in writer.manifest.batches],
                        np.array([b.start for b in writer.manifest.batches], dtype=np.int64))
         with Runner(scheduler) as runner, StagingQueue(writer, f"models/{model.id}", LABEL_CHUNK_ROWS) as queue:
-            for row, result in runner.map_blocks(writer.path / "vectors", ranges, label_block, model, outlier_quantile,
-                                                 desc=f"classify {model.id}"):
-                run.add(row, result, result.pop("outlier_rows"))
-                queue.put(row, result)
-                outliers += int(result["outlier"].sum())
-                distance_sum += float(result["distance"].astype(np.float64).sum())
-                end = row + len(result["labels"])
-                if end - queue.committed >= COMMIT_ROWS or end == stop:
-                    queue.commit(end, lambda w, end=end: _commit_watermark(w, model.id, end))
+            for source in model_row_sources(writer, model, start, stop, block_bytes):
+                fn = label_reduced_block if source.reduced else label_block
+                for row, result in runner.map_blocks(source.path, source.ranges, fn, model, outlier_quantile,
+                                                     desc=f"classify {model.id} ({source.path.name})"):
+                    run.add(row, result, result.pop("outlier_rows"))
+                    queue.put(row, result)
+                    outliers += int(result["outlier"].sum())
+                    distance_sum += float(result["distance"].astype(np.float64).sum())
+                    end = row + len(result["labels"])
+                    if end - queue.committed >= COMMIT_ROWS or end == stop:
+                        queue.commit(end, lambda w, end=end: _commit_watermark(w, model.id, end))
             workers = sorted(runner.workers_seen)
     n = stop - start
     rate, mean = outliers / n, distance_sum / n

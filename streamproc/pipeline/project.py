@@ -32,6 +32,7 @@ from ..store.catalog import load_model
 from ..store.manifest import ProjectionEntry
 from ..store.store import StagingQueue, Store, block_ranges, open_writer, rows_per_block
 from .runner import Runner
+from .sources import model_row_sources
 
 METHODS = PROJECTIONS
 
@@ -77,28 +78,6 @@ def project_block(block: np.ndarray, start: int, model: Model, projection: Proje
 
 def place_reduced_block(z: np.ndarray, start: int, projection: Projection) -> np.ndarray:
     return projection.place(z.astype(np.float32, copy=False))
-
-
-def placement_reads(store: Store, model: Model, start: int, stop: int, block_bytes: int) -> list[tuple]:
-    """Where rows ``start:stop`` are placed from, in row order: ``(path, ranges, block function, args)``.
-    The rows the model was fitted on come from the reduced rows the fit stored with it (about 5x
-    smaller than the vectors, and already reduced), the rows ingested since from the vectors."""
-    reduced = store.path / "models" / model.id / "reduced"
-    fitted_end = model.fit_rows[1] if model.fit_rows[0] == 0 and arrays.exists(reduced) else 0
-    reads = []
-    if start < min(stop, fitted_end):
-        chunk = arrays.chunk_rows(reduced)
-        ranges = block_ranges(min(stop, fitted_end), rows_per_block(chunk, model.n_components * 4, block_bytes),
-                              start=start - start % chunk)
-        ranges[0] = (start, ranges[0][1])
-        reads.append((reduced, ranges, place_reduced_block, ()))
-    if max(start, fitted_end) < stop:
-        first = max(start, fitted_end)
-        ranges = block_ranges(stop, rows_per_block(store.manifest.chunk_rows,
-                                                   store.dim * np.dtype(store.manifest.dtype).itemsize, block_bytes),
-                              start=first)
-        reads.append((store.path / "vectors", ranges, project_block, (model,)))
-    return reads
 
 
 def fit_projection(store: Store, model: Model, *, method: str, sample: int, seed: int,
@@ -199,9 +178,10 @@ def project(store_path: str | os.PathLike, model_id: str | None = None, *, metho
             models = {**writer.manifest.models,
                       model.id: replace(entry, projection=meta, projection_watermark=stop)}
             with StagingQueue(writer, f"models/{model.id}", 65_536) as queue:
-                for path, ranges, place_fn, args in placement_reads(writer, model, start, stop, block_bytes):
-                    for row, xy in runner.map_blocks(path, ranges, place_fn, *args, projection,
-                                                     desc=f"project {model.id} ({path.name})"):
+                for source in model_row_sources(writer, model, start, stop, block_bytes):
+                    place_fn, args = (place_reduced_block, ()) if source.reduced else (project_block, (model,))
+                    for row, xy in runner.map_blocks(source.path, source.ranges, place_fn, *args, projection,
+                                                     desc=f"project {model.id} ({source.path.name})"):
                         queue.put(row, {meta.array: xy})
                 queue.commit(stop, lambda w: w.commit(replace(w.manifest, models=models)))
             if refit and existing:
