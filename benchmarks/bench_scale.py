@@ -49,6 +49,7 @@ print(json.dumps({"rows": r.batches[0].rows, **io_read()}))
 
 FIT = IO + """
 import json, sys
+sys.stderr = open(sys.argv[3], "w", buffering=1)  # the passes' "done in N s" lines, printed after the step
 from streamproc.pipeline.fit import FitOptions, fit
 from streamproc.learn.kmeans import parse_k_range
 r = fit(sys.argv[1], FitOptions(ks=parse_k_range(sys.argv[2])), activate=True)
@@ -173,7 +174,11 @@ def main():
               f"{shutil.disk_usage(DATA).free / 1e9:.0f} GB free", flush=True)
     print(f"  (generating the rows took {generate_wall:.0f} s, not counted)")
     record("ingest", {"wall": ingest_wall, "peak_rss": ingest_peak, "batches": i + 1, **ingest_read})
-    record("fit", run(FIT, store, KS))
+    fit_log = DATA / f"{name}-fit.log"
+    record("fit", run(FIT, store, KS, fit_log, env={"STREAMPROC_PROGRESS_AFTER": "0"}))
+    for line in fit_log.read_text().splitlines():
+        if ": done" in line:
+            print(f"    {line}", flush=True)
     record("classify", run(CLASSIFY, store))
     np.save(inbox / "truth.npy", np.concatenate(truth))
     ari = run(ARI, store, inbox / "truth.npy")
