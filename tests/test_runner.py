@@ -51,3 +51,80 @@ def test_reduce_blocks_holds_few_block_results_at_once(tmp_path):
     assert combine(total)["n"] == 640
     # a flat group keeps all of its GROUP_BLOCKS results until the group's combine: 16 here
     assert most_alive <= 6 < GROUP_BLOCKS, f"{most_alive} block results were alive at once"
+
+
+# ---- read-ahead: a pass reads the disk while it computes -------------------------------------------
+def _disk_reads() -> int:
+    return int(dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())["read_bytes"])
+
+
+def _evict(folder) -> None:
+    """Drop the page cache of every file under ``folder`` (clean pages: written and fsynced)."""
+    import os
+    from pathlib import Path
+
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def _timed_read(path, start, stop) -> int:
+    before = _disk_reads()
+    arrays.read_block(path, start, stop)
+    return _disk_reads() - before
+
+
+def test_prefetch_reads_the_rows_into_the_page_cache_before_they_are_read(tmp_path):
+    import pytest
+
+    path = tmp_path / "a"
+    arrays.create_rows(path, 4096, 256, 512)
+    arrays.write_block(path, 0, np.random.default_rng(0).standard_normal((4096, 256)).astype(np.float32))
+    _evict(path)
+    cold = _timed_read(path, 0, 2048)
+    if cold < 2048 * 256 * 4 // 2:
+        pytest.skip(f"this filesystem does not show disk reads in /proc/self/io ({cold} bytes for 2 MB)")
+    _evict(path)
+    arrays.prefetch(path, 2048, 4096)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _timed_read(path, 4095, 4096) > 0:  # until the last chunk is in
+        time.sleep(0.05)
+    assert _timed_read(path, 2048, 4096) < 2048 * 256 * 4 // 10  # read from the page cache, not the disk
+
+
+def test_prefetch_skips_a_missing_chunk_and_the_read_still_names_it(tmp_path):
+    import pytest
+
+    from streamproc.errors import StoreError
+    from streamproc.pipeline.ingest import ingest
+
+    np.save(tmp_path / "a.npy", np.ones((1024, 8), np.float32))
+    ingest(tmp_path / "s", [tmp_path / "a.npy"], chunk_rows=256)
+    path = tmp_path / "s" / "vectors"
+    next(p for p in (path / "c").rglob("*") if p.is_file() and p.parent.name == "1").unlink()
+    arrays.prefetch(path, 0, 1024)  # no error here
+    with pytest.raises(StoreError, match=r"rows \[256, 512\) are missing"):
+        arrays.read_block(path, 0, 1024)
+
+
+def test_a_pass_prefetches_the_blocks_after_its_own(tmp_path, monkeypatch):
+    """Every task but the last asks for the rows of the next blocks, and no task for rows before its own."""
+    path = tmp_path / "a"
+    arrays.create_rows(path, 4000, 4, 100)
+    arrays.write_block(path, 0, np.ones((4000, 4), np.float32))
+    asked = []
+    monkeypatch.setattr(arrays, "prefetch", lambda p, a, b: asked.append((a, b)))
+    ranges = block_ranges(4000, 100)
+    with Runner(threads=2) as runner:
+        list(runner.map_blocks(path, ranges, lambda block, start: len(block)))
+        runner.reduce_blocks(path, ranges, lambda block, start: {"n": len(block)})
+    per_pass = len(ranges) - 1
+    assert len(asked) == 2 * per_pass
+    assert sorted(asked[:per_pass]) == sorted(asked[per_pass:])
+    assert sorted(a for a, _ in asked[:per_pass]) == [b for _, b in ranges[:-1]]  # from the block after each
+    assert all(b - a == 400 or b == 4000 for a, b in asked)  # 2 blocks a thread ahead

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from .integrity import chunk_path
 from .integrity import read_rows as _read_checked
 from .store import write_rows
 
@@ -52,6 +53,27 @@ def read_block(path: str | os.PathLike, start: int, stop: int) -> np.ndarray:
     if arr.shape[0] < stop:
         arr = zarr.open_array(path, mode="r")
     return _read_checked(Path(path), arr, start, stop)
+
+
+def prefetch(path: str | os.PathLike, start: int, stop: int) -> None:
+    """Ask the kernel to start reading rows ``[start, stop)``'s chunk files into the page cache and
+    return at once (``posix_fadvise WILLNEED``): a pass that prefetches its next block while it
+    computes on this one reads the disk and computes at the same time. A chunk that is not there
+    is skipped here; reading it raises."""
+    path = Path(path)
+    arr = _open(str(path), (path / "zarr.json").stat().st_mtime_ns)
+    chunk = arr.chunks[0]
+    for index in range(start // chunk, (max(stop, start + 1) - 1) // chunk + 1):
+        try:
+            fd = os.open(chunk_path(path, arr, index), os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def save_small(path: str | os.PathLike, value) -> None:
