@@ -138,9 +138,10 @@ def _labelled_sq_distances(z: np.ndarray, label_sets: list[np.ndarray], point_se
     rows = np.arange(len(z))
     out = []
     for group, stacked, partial, offsets in _stacked_products(z, point_sets):
+        point_norms = (stacked * stacked).sum(axis=1)  # once per point, not once per row
         for i, j in enumerate(group):
             own = offsets[i] + label_sets[j]
-            sq = norms - 2.0 * partial[rows, own] + (stacked[own] ** 2).sum(axis=1)
+            sq = norms - 2.0 * partial[rows, own] + point_norms[own]
             out.append(np.maximum(sq.astype(np.float64), 0.0))
     return out
 
