@@ -64,11 +64,11 @@ def main():
         vectors = run(CLASSIFY, store)
     finally:
         reduced.with_name("reduced-aside").rename(reduced)
-    print(f"{'':44} {'wall s':>7} {'rows/s':>10} {'vs read':>8} {'peak RSS':>10}")
+    print(f"{'':48} {'wall s':>7} {'rows/s':>10} {'vs read':>8} {'peak RSS':>10}")
     for name, r in (("plain zarr read of the vectors", read),
                     ("classify, fitted rows (the fit's reduced rows)", fitted),
                     ("classify, new rows (the vectors)", vectors)):
-        print(f"{name:44} {r['wall']:7.1f} {args.rows / r['wall']:10,.0f} {r['wall'] / read['wall']:7.2f}x "
+        print(f"{name:48} {r['wall']:7.1f} {args.rows / r['wall']:10,.0f} {r['wall'] / read['wall']:7.2f}x "
               f"{gib(r['peak_rss']):>10}" + (f"  failed: {r['error']}" if "error" in r else ""))
 
 
