@@ -18,7 +18,7 @@ def _read_chars() -> int:
     return int(dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())["rchar"])
 
 
-def _fitted_then_ingested(tmp_path):
+def _fitted_then_ingested(tmp_path, **fit_options):
     """A store of 4000 rows a model was fitted on, then 1000 more rows."""
     mixture = Mixture(dim=256, clusters=4, seed=3)
     x, _ = mixture.batch(0, 4000)
@@ -28,7 +28,7 @@ def _fitted_then_ingested(tmp_path):
         np.save(tmp_path / "in" / name, rows)
     store_path = tmp_path / "store"
     ingest(store_path, [tmp_path / "in" / "a.npy"], chunk_rows=500)
-    model = fit(store_path, FitOptions(ks=[4], sample=1000)).model
+    model = fit(store_path, FitOptions(ks=[4], sample=1000, **fit_options)).model
     ingest(store_path, [tmp_path / "in" / "b.npy"])
     return store_path, model, x, later
 
@@ -80,3 +80,26 @@ def _projection_array(store_path, model_id):
     meta = Store.open(store_path).manifest.models[model_id].projection
     return store_path / "models" / model_id / meta.array
 
+
+
+def test_a_missing_chunk_of_the_reduced_rows_stops_classify_and_check_names_it(tmp_path):
+    """The fit's reduced rows carry no checksums: a deleted chunk file read as zeros, so classify
+    labelled those rows from zero vectors and `check` called the store sound."""
+    import pytest
+
+    from streamproc.errors import StoreError
+    from streamproc.store.check import check_store
+
+    store_path, model, _, _ = _fitted_then_ingested(tmp_path, block_bytes=500 * 256 * 4)  # 500-row chunks
+    assert check_store(store_path).to_dict()["ok"]
+    reduced = store_path / "models" / model.id / "reduced"
+    chunk = arrays_chunk_rows = zarr.open_array(reduced, mode="r").chunks[0]
+    assert chunk == 500
+    (reduced / "c" / "1" / "0").unlink()
+    with pytest.raises(StoreError, match=rf"rows \[{chunk}, {2 * chunk}\) are missing"):
+        classify(store_path)
+    report = check_store(store_path).to_dict()
+    assert not report["ok"]
+    assert [p["array"] for p in report["problems"]] == [f"models/{model.id}/reduced"]
+    assert report["problems"][0]["rows"] == [arrays_chunk_rows, 2 * arrays_chunk_rows]
+    assert Store.open(store_path).manifest.models[model.id].watermark == 0  # nothing labelled

@@ -28,7 +28,8 @@ def model_row_sources(store: Store, model: Model, start: int, stop: int, block_b
     """Rows ``start:stop`` as at most two sources, in row order: the reduced rows the fit stored (for
     the rows it was fitted on), then the vectors (for the rows ingested since)."""
     reduced = store.path / "models" / model.id / "reduced"
-    fitted_end = model.fit_rows[1] if model.fit_rows[0] == 0 and arrays.exists(reduced) else 0
+    # (only reduced rows whose every chunk the fit wrote: there a missing chunk raises, never reads as zeros)
+    fitted_end = model.fit_rows[1] if model.fit_rows[0] == 0 and arrays.whole_chunks(reduced) else 0
     sources = []
     if start < min(stop, fitted_end):
         chunk = arrays.chunk_rows(reduced)

@@ -25,10 +25,19 @@ def exists(path: str | os.PathLike) -> bool:
     return (Path(path) / "zarr.json").exists()
 
 
+WHOLE_CHUNKS = "streamproc_whole_chunks"  # attribute of arrays whose every chunk is written
+
+
 def create_rows(path: str | os.PathLike, rows: int, width: int, chunk_rows: int) -> None:
     """An uncompressed float32 rows x width array, chunked by ``chunk_rows`` (each task writes its own chunks)."""
     zarr.create_array(Path(path), shape=(rows, width), dtype="float32", chunks=(chunk_rows, width), compressors=None,
-                      overwrite=True)
+                      attributes={WHOLE_CHUNKS: True}, overwrite=True)
+
+
+def whole_chunks(path: str | os.PathLike) -> bool:
+    """Was the array made by :func:`create_rows`, whose every chunk is written (so a missing chunk
+    file is damage, not fill values)?"""
+    return exists(path) and bool(zarr.open_array(Path(path), mode="r").attrs.get(WHOLE_CHUNKS))
 
 
 def write_block(path: str | os.PathLike, start: int, values: np.ndarray) -> None:

@@ -16,6 +16,7 @@ import zarr
 from zarr.core.array import AsyncArray
 
 from ..errors import StreamprocError
+from . import arrays
 from .catalog import load_model
 from .integrity import has_checksums, read_rows
 from .store import WRITING_MARKER, Store, block_ranges, committed_lengths
@@ -56,7 +57,11 @@ def check_store(path: str | os.PathLike) -> CheckReport:
             cluster_ids[f"models/{model_id}/labels"] = (model_id, load_model(store, model_id).classes_)
         except StreamprocError as exc:
             report.add(f"models/{model_id}", None, str(exc))
-    for name, length in committed_lengths(store.manifest).items():
+    lengths = committed_lengths(store.manifest)
+    for model_id, entry in store.manifest.models.items():  # the fit's reduced rows: classify and project read them
+        if arrays.whole_chunks(store.path / "models" / model_id / "reduced"):
+            lengths[f"models/{model_id}/reduced"] = entry.fit_rows[1]
+    for name, length in lengths.items():
         if length == 0:
             continue  # no committed rows (e.g. the label arrays of a model that never classified)
         report.arrays += 1
@@ -75,7 +80,7 @@ def _check_array(store: Store, name: str, length: int, recovering: bool, report:
         return
     if arr.shape[0] < length and not recovering:  # (larger: a commit since our manifest snapshot)
         report.add(name, None, f"stored shape has {arr.shape[0]} rows, the manifest commits {length}")
-    if not has_checksums(arr):
+    if not has_checksums(arr) and not arr.attrs.get(arrays.WHOLE_CHUNKS):  # (reduced rows: present and whole)
         report.without_checksums.append(name)
     view = _with_length(arr, length)
     for a, b in block_ranges(length, arr.chunks[0]):

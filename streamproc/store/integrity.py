@@ -40,10 +40,13 @@ def read_rows(folder: Path, arr: zarr.Array, start: int, stop: int) -> np.ndarra
     """Rows ``[start, stop)`` of a stored array. A chunk file missing there, or one whose checksum or
     size is wrong, raises :class:`StoreError` naming the array and rows: never fill values.
 
-    (Arrays written before checksums existed may lack chunks of fill values: those read as before.)"""
+    The same holds for the fit's reduced rows (``arrays.create_rows``: every chunk written, no
+    checksum). (Arrays written before checksums existed may lack chunks of fill values: those read
+    as before.)"""
     chunk = arr.chunks[0]
     first, last = start // chunk, (stop - 1) // chunk if stop > start else -1
-    for index in range(first, last + 1) if has_checksums(arr) else ():
+    every_chunk_written = has_checksums(arr) or arr.attrs.get("streamproc_whole_chunks", False)
+    for index in range(first, last + 1) if every_chunk_written else ():
         if not chunk_path(folder, arr, index).exists():
             raise StoreError(f"{folder}: rows [{index * chunk}, {(index + 1) * chunk}) are missing (chunk file "
                              f"{chunk_path(folder, arr, index).name} deleted?); the store is damaged")
