@@ -332,3 +332,30 @@ def test_map_report_and_explorer_name_clusters_from_the_same_texts(store, monkey
     on_the_map = render.top_keywords(opened, model, rows)
     in_the_report = [terms[0][0] for terms in report.cluster_summary(opened, model, rows, lang="en")["keywords"]]
     assert on_the_map == in_the_report
+
+
+def test_coloured_by_cluster_outliers_do_not_cover_a_dense_cluster(tmp_path):
+    """Coloured by cluster, outliers were drawn in full ink over every pixel they shared with inliers:
+    at 10M rows (1 % outliers, ~5,000 a cluster) every cluster was black. Now a pixel shows its
+    outliers only where they are at least half of its rows; a lone outlier still shows."""
+    from PIL import Image
+
+    from streamproc.pipeline.classify import classify
+    from streamproc.pipeline.fit import FitOptions, fit
+    from streamproc.pipeline.ingest import ingest
+    from streamproc.pipeline.project import project
+    from streamproc.view.render import LEGEND_WIDTH, TITLE_HEIGHT, render
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal((30_000, 16)) + 8 * np.eye(16)[i] for i in range(2)]).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    store = tmp_path / "s"
+    ingest(store, [tmp_path / "x.npy"])
+    fit(store, FitOptions(ks=[2], sample=2000))
+    assert abs(classify(store, outlier_quantile=0.9).outlier_rate - 0.1) < 0.01  # 10 % outliers, many a pixel
+    project(store, method="pca")
+    render(store, tmp_path / "map.png", width=400, height=400)
+    plot = np.asarray(Image.open(tmp_path / "map.png").convert("RGB"))[TITLE_HEIGHT:, :400 - LEGEND_WIDTH].astype(int)
+    inked, dark = plot.min(axis=2) < 240, plot.max(axis=2) < 60
+    assert dark.sum() / inked.sum() < 0.25  # (0.38 when every outlier was drawn over its pixel)
+    assert dark.sum() > 100  # the outliers away from the dense cores still show
