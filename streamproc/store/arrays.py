@@ -16,16 +16,13 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .integrity import chunk_path
+from .integrity import WHOLE_CHUNKS, chunk_path
 from .integrity import read_rows as _read_checked
 from .store import write_rows
 
 
 def exists(path: str | os.PathLike) -> bool:
     return (Path(path) / "zarr.json").exists()
-
-
-WHOLE_CHUNKS = "streamproc_whole_chunks"  # attribute of arrays whose every chunk is written
 
 
 def create_rows(path: str | os.PathLike, rows: int, width: int, chunk_rows: int) -> None:

@@ -18,7 +18,7 @@ from zarr.core.array import AsyncArray
 from ..errors import StreamprocError
 from . import arrays
 from .catalog import load_model
-from .integrity import has_checksums, read_rows
+from .integrity import every_chunk_written, read_rows
 from .store import WRITING_MARKER, Store, block_ranges, committed_lengths
 
 
@@ -80,7 +80,7 @@ def _check_array(store: Store, name: str, length: int, recovering: bool, report:
         return
     if arr.shape[0] < length and not recovering:  # (larger: a commit since our manifest snapshot)
         report.add(name, None, f"stored shape has {arr.shape[0]} rows, the manifest commits {length}")
-    if not has_checksums(arr) and not arr.attrs.get(arrays.WHOLE_CHUNKS):  # (reduced rows: present and whole)
+    if not every_chunk_written(arr):  # (the fit's reduced rows: no checksums, but every chunk is checked)
         report.without_checksums.append(name)
     view = _with_length(arr, length)
     for a, b in block_ranges(length, arr.chunks[0]):

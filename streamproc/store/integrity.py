@@ -27,6 +27,15 @@ def has_checksums(arr: zarr.Array) -> bool:
     return any(isinstance(codec, Crc32cCodec) for codec in arr.metadata.codecs)
 
 
+WHOLE_CHUNKS = "streamproc_whole_chunks"  # attribute of arrays whose every chunk is written (``arrays.create_rows``)
+
+
+def every_chunk_written(arr: zarr.Array) -> bool:
+    """Is a missing chunk file damage (checksummed arrays, and the fit's whole-chunk arrays) rather
+    than fill values (arrays written before checksums existed)?"""
+    return has_checksums(arr) or bool(arr.attrs.get(WHOLE_CHUNKS, False))
+
+
 def resolve_inside(root: Path, name: str) -> Path:
     """``root / name``, refused unless it resolves (symlinks followed) inside ``root``."""
     path = Path(root) / name
@@ -45,8 +54,7 @@ def read_rows(folder: Path, arr: zarr.Array, start: int, stop: int) -> np.ndarra
     as before.)"""
     chunk = arr.chunks[0]
     first, last = start // chunk, (stop - 1) // chunk if stop > start else -1
-    every_chunk_written = has_checksums(arr) or arr.attrs.get("streamproc_whole_chunks", False)
-    for index in range(first, last + 1) if every_chunk_written else ():
+    for index in range(first, last + 1) if every_chunk_written(arr) else ():
         if not chunk_path(folder, arr, index).exists():
             raise StoreError(f"{folder}: rows [{index * chunk}, {(index + 1) * chunk}) are missing (chunk file "
                              f"{chunk_path(folder, arr, index).name} deleted?); the store is damaged")
