@@ -61,22 +61,31 @@ def sample_chunk(block: np.ndarray, start: int, *, size: int, total_rows: int, s
     keys = row_keys(start, len(block), seed)
     fraction = min(1.0, 1.1 * size / max(total_rows, 1))
     keep = keys <= np.uint64(min(fraction * 2.0**64, 2.0**64 - 1)) if fraction < 1 else np.ones(len(block), bool)
-    return {"sample": (keys[keep], block[keep].copy(), size)}
+    return {"sample": ([keys[keep]], [block[keep].copy()], size)}
 
 
 def _merge_samples(a, b):
-    keys = np.concatenate([a[0], b[0]])
-    rows = np.concatenate([a[1], b[1]])
-    size = a[2]
-    if len(keys) > size:
-        keep = np.argpartition(keys, size - 1)[:size]
-        keys, rows = keys[keep], rows[keep]
+    """The parts of both samples, as lists: rows are copied only when the parts hold more than twice
+    ``size`` rows (then the ``size`` with the smallest keys are kept) and once at the end
+    (merging by concatenation at every combine copied the growing sample again each time: 0.33 s
+    of a 1M x 768 fit)."""
+    keys, rows, size = a[0] + b[0], a[1] + b[1], a[2]
+    if sum(len(k) for k in keys) > 2 * size:
+        keys, rows = _smallest_keys(keys, rows, size)
     return keys, rows, size
 
 
+def _smallest_keys(key_parts: list, row_parts: list, size: int) -> tuple[list, list]:
+    keys, rows = np.concatenate(key_parts), np.concatenate(row_parts)
+    if len(keys) > size:
+        keep = np.argpartition(keys, size - 1)[:size]
+        keys, rows = keys[keep], rows[keep]
+    return [keys], [rows]
+
+
 def sample_finalize(stats: dict) -> np.ndarray:
-    keys, rows, size = stats["sample"]
-    order = np.argsort(keys, kind="stable")[:size]
+    [keys], [rows] = _smallest_keys(*stats["sample"])
+    order = np.argsort(keys, kind="stable")
     return rows[order]
 
 
