@@ -15,7 +15,7 @@ import numpy as np
 
 from .stats import sq_distances
 
-BLOCK_ENTRIES = 2**18  # distances held at once (2 MiB of float64): fit's memory must not depend on the sample
+BLOCK_ENTRIES = 2**20  # distances held at once (8 MiB of float64): fit's memory must not depend on the sample
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
@@ -32,19 +32,36 @@ def silhouette_scores(z: np.ndarray, label_sets: list[np.ndarray], *, metric: st
     """The mean silhouette coefficient of each labelling of ``z`` (None where it is undefined:
     fewer than 2 or as many clusters as rows). Equals ``sklearn.metrics.silhouette_score``."""
     z = np.asarray(z, dtype=np.float64)
+    if metric == "cosine":  # cosine distance is 1 - the dot product of the normalised rows
+        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    norms = np.einsum("ij,ij->i", z, z)
     block_rows = block_rows or max(1, BLOCK_ENTRIES // max(len(z), 1))
-    onehots, counts = [], []
+    onehots, counts, offsets = [], [], [0]
     for labels in label_sets:
         _, inverse = np.unique(labels, return_inverse=True)
         onehot = np.zeros((len(z), inverse.max() + 1))
         onehot[np.arange(len(z)), inverse] = 1.0
         onehots.append(onehot)
         counts.append(onehot.sum(axis=0))
+        offsets.append(offsets[-1] + onehot.shape[1])
+    stacked = np.hstack(onehots)  # every labelling's per-cluster sums from one product per block
     totals = [np.zeros(len(z)) for _ in label_sets]
     for start in range(0, len(z), block_rows):
-        d = pairwise_distances(z[start:start + block_rows], z, metric)
-        for total, onehot, count in zip(totals, onehots, counts):
-            total[start:start + len(d)] = _silhouette_block(d @ onehot, onehot[start:start + len(d)], count)
+        part = z[start:start + block_rows]
+        d = part @ z.T
+        if metric == "cosine":
+            np.subtract(1.0, d, out=d)
+        else:
+            d *= -2.0
+            d += norms[start:start + len(part), None]
+            d += norms[None, :]
+        np.maximum(d, 0.0, out=d)
+        if metric != "cosine":
+            np.sqrt(d, out=d)
+        sums = d @ stacked
+        for i, (total, onehot, count) in enumerate(zip(totals, onehots, counts)):
+            total[start:start + len(d)] = _silhouette_block(sums[:, offsets[i]:offsets[i + 1]],
+                                                            onehot[start:start + len(d)], count)
     out = []
     for total, count in zip(totals, counts):
         defined = 1 < len(count) < len(z)
