@@ -236,3 +236,38 @@ def test_the_one_read_check_holds_moments_not_rows(tmp_path):
     assert peak < sampled_rows_bytes / 4, f"peak {peak / 2**20:.1f} MiB for {sampled_rows_bytes / 2**20:.1f} MiB of rows"
     exact = np.linalg.eigh(np.cov(x[:, :], rowvar=False))[1][:, ::-1][:, :6]
     assert np.linalg.svd(basis.T @ exact, compute_uv=False).min() > 0.999  # it still spans the signal
+
+
+def test_kmeans_outlier_quantiles_come_from_the_scores_pass(tmp_path, monkeypatch):
+    """The chosen k is known only after the scores pass, so the quantiles took a pass of their own
+    (0.7 s of a 1M x 768 fit, ~7 s at 10M). The last Lloyd epoch gives every k's largest distance,
+    so the scores pass histograms every k's distances: the reduced rows are read once per epoch and
+    once more, and the thresholds and mean distances are those of the model's own rows."""
+    from streamproc.pipeline.runner import Runner
+    from streamproc.store.store import Store
+
+    x, _ = Mixture(dim=32, clusters=5, rank=8, spread_rank=4, seed=4).batch(0, 5000)
+    store = _store(tmp_path, x, chunk_rows=250)
+    passes = []
+    real = Runner.reduce_blocks
+
+    def counted(self, path, ranges, fn, *args, desc="", **kwargs):
+        passes.append(desc)
+        return real(self, path, ranges, fn, *args, desc=desc, **kwargs)
+
+    monkeypatch.setattr(Runner, "reduce_blocks", counted)
+    result = fit(store, FitOptions(ks=[3, 5, 7], sample=1000, seed=0))
+    after_reduce = passes[2:]  # pass 1 (vectors) and pass 2 (reduce + epoch 1) come first
+    assert len(after_reduce) == result.passes["epochs"], passes  # epochs 2.. and one scores pass
+
+    model = result.model
+    z = Store.open(store).read(f"models/{model.id}/reduced", 0, 5000)
+    d = np.sqrt(stats.sq_distances(z.astype(np.float64), model.centroids.astype(np.float64)))
+    labels = d.argmin(axis=1)  # the model's nearest-centroid rule
+    own = d[np.arange(len(z)), labels]
+    for c in range(model.k):
+        members = own[labels == c]
+        width = members.max() / stats.HISTOGRAM_BINS
+        exact = np.quantile(members, [0.90, 0.95, 0.99, 0.999], method="inverted_cdf")  # the ceil(q n)-th
+        assert np.all((exact <= model.quantiles[c] + 1e-6) & (model.quantiles[c] <= exact + width + 1e-6)), c
+        assert model.cluster_mean_distance[c] == pytest.approx(members.mean(), rel=1e-4)

@@ -181,17 +181,24 @@ def lloyd_chunk(z: np.ndarray, centroid_sets: list[np.ndarray]) -> dict:
         out[f"count{i}"] = np.bincount(labels, minlength=k)
         out[f"sum{i}"] = sums[i]
         out[f"inertia{i}"] = float(sq.sum(dtype=np.float64))
+        out[f"max{i}"] = label_max(np.sqrt(sq), labels, k)  # bounds the histograms of the next pass
     return out
 
 
 # ---- Davies-Bouldin and Calinski-Harabasz, exactly as scikit-learn computes them -------------
-def scores_chunk(z: np.ndarray, centroid_sets: list[np.ndarray], mean_sets: list[np.ndarray]) -> dict:
+def scores_chunk(z: np.ndarray, centroid_sets: list[np.ndarray], mean_sets: list[np.ndarray], *,
+                 uppers: list[np.ndarray] | None = None, metric: str = "euclidean") -> dict:
     """For each k (key ``str(i)``), with labels = nearest of its centroids: the statistics of
-    :func:`labelled_scores_chunk` and each cluster's largest distance to its centroid."""
+    :func:`labelled_scores_chunk` and each cluster's largest distance to its centroid; with
+    ``uppers`` (each k's per-cluster :func:`histogram_upper`), also each cluster's histogram and sum
+    of distances to its centroid in ``metric`` (:func:`histogram_chunk`: keys ``hist{i}``, ``distsum{i}``)."""
     nearest = nearest_in_sets(z, centroid_sets)
     out = labelled_scores_chunk(z, [labels for labels, _ in nearest], mean_sets)
     for i, (labels, sq) in enumerate(nearest):
         out[f"max{i}"] = label_max(np.sqrt(sq), labels, len(mean_sets[i]))
+        if uppers is not None:
+            part = histogram_chunk(metric_distances(sq, metric), labels, uppers[i])
+            out[f"hist{i}"], out[f"distsum{i}"] = part["hist"], part["distsum"]
     return out
 
 
@@ -213,11 +220,8 @@ def labelled_scores_chunk(z: np.ndarray, label_sets: list[np.ndarray], mean_sets
 def label_max(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """Per-label maximum of ``values`` (0 for a label with no rows)."""
     out = np.zeros(k)
-    if len(values):
-        order = np.argsort(labels, kind="stable")
-        present, starts = np.unique(labels[order], return_index=True)
-        out[present] = np.maximum.reduceat(values[order], starts)
-    return out
+    np.maximum.at(out, labels, values.astype(np.float64, copy=False))  # (10 us for 5k rows, 10x faster than
+    return out  # a sort by label; float32 values would take ufunc.at's slow casting path: 30x slower)
 
 
 def davies_bouldin_finalize(stats: dict, means: np.ndarray, key: str = "") -> float:
@@ -257,6 +261,19 @@ def label_means(stats: dict, key: str = "") -> np.ndarray:
 
 # ---- per-cluster distance quantiles ----------------------------------------------------------
 HISTOGRAM_BINS = 4096
+
+
+def metric_distances(sq: np.ndarray, metric: str) -> np.ndarray:
+    """Distances in the model's metric from squared euclidean distances (cosine: rows and centroids
+    on the unit sphere, so ``1 - cos = |z - c|^2 / 2``)."""
+    return sq / 2.0 if metric == "cosine" else np.sqrt(sq)
+
+
+def histogram_upper(max_distance: np.ndarray, metric: str) -> np.ndarray:
+    """Per-cluster upper ends of the histograms from each cluster's largest euclidean distance to
+    its centroid, a little above it (so that the largest lands in the last bin)."""
+    upper = max_distance ** 2 / 2.0 if metric == "cosine" else max_distance
+    return upper * (1 + 1e-6) + 1e-12
 
 
 def histogram_chunk(distances: np.ndarray, labels: np.ndarray, upper: np.ndarray) -> dict:

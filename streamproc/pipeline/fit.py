@@ -16,8 +16,10 @@ Passes over the data (each a Dask job over blocks):
      the fit says so (``--two-reads`` always does)
   3. reduced: more Lloyd epochs, every k updated from the same read of each block, until they stop paying
   4. reduced: the method's partition for every k (:mod:`streamproc.pipeline.methods`) and its DB/CH statistics;
-     silhouette on the sample
-  5. reduced: distance histograms of the chosen k -> outlier quantiles
+     silhouette on the sample. k-means also histograms every k's distances to its centroids here
+     (bounded by the last epoch's largest distances): the chosen k's outlier quantiles
+  5. reduced (agglomerative, hdbscan, a sweep too wide for 4's histograms): distance histograms of
+     the chosen k -> outlier quantiles
 The model is committed under the lock, its clusters matched to the current model's ids (align.py).
 """
 
@@ -186,8 +188,7 @@ def _reduce_block(block, start, a, b, metric, reduced_path, centroid_sets):
 
 def _histogram_block(z, start, centroids, upper, metric):
     [(labels, best)] = stats.nearest_in_sets(z.astype(np.float32, copy=False), [centroids.astype(np.float32)])
-    distances = best / 2.0 if metric == "cosine" else np.sqrt(best)
-    return stats.histogram_chunk(distances, labels, upper)
+    return stats.histogram_chunk(stats.metric_distances(best, metric), labels, upper)
 
 
 # ---- the pipeline ---------------------------------------------------------------------------
@@ -490,15 +491,16 @@ def cluster_reduced(draft: Model, options: FitOptions, runner: Runner, reduced_p
 
 def _quantiles_pass(draft: Model, options: FitOptions, runner: Runner, reduced_path, ranges, sweep: methods.Sweep,
                     best: int, scores: list[dict], sample_z: np.ndarray) -> Model:
-    """Pass 5: distance quantiles of the chosen k (unless the method set its own thresholds); the finished model."""
+    """Pass 5: distance quantiles of the chosen k (unless the method set its own thresholds, or the
+    scores pass histogrammed every k); the finished model."""
     key, total, centroids = str(best), sweep.totals, sweep.centroid_sets[best]
     counts = total[f"count{key}"]
-    upper = total[f"max{key}"]
-    if options.metric == "cosine":
-        upper = upper ** 2 / 2.0
-    upper = upper * (1 + 1e-6) + 1e-12
-    hist = runner.reduce_blocks(reduced_path, ranges, _histogram_block, centroids, upper, options.metric,
-                                desc="pass 5/5 quantiles")
+    if sweep.uppers is not None:
+        upper, hist = sweep.uppers[best], {"hist": total[f"hist{key}"], "distsum": total[f"distsum{key}"]}
+    else:
+        upper = stats.histogram_upper(total[f"max{key}"], options.metric)
+        hist = runner.reduce_blocks(reduced_path, ranges, _histogram_block, centroids, upper, options.metric,
+                                    desc="pass 5/5 quantiles")
     mean_distance = hist["distsum"] / np.maximum(counts, 1)  # to the centroid, in the model's metric
     quantiles = stats.quantiles_finalize(hist, upper, QUANTILES) if sweep.quantiles is None else sweep.quantiles
     extra = {"silhouette_sample": int(min(options.silhouette_sample, len(sample_z))), **(sweep.extra or {})}

@@ -34,6 +34,7 @@ class Sweep:
     mean_sets: list[np.ndarray]  # exact means of each partition's clusters
     sample_labels: list[np.ndarray]  # the partition's label of each sample row (-1: none, e.g. noise)
     quantiles: np.ndarray | None = None  # outlier thresholds, when the method sets them itself
+    uppers: list[np.ndarray] | None = None  # when totals hold every k's distance histograms (hist, distsum): their ends
     extra: dict | None = None  # what the method reports besides the scores (e.g. noise_fraction)
 
 
@@ -67,9 +68,9 @@ def run(options, runner, reduced_path, ranges, sample_z: np.ndarray, centroid_se
 
 
 # ---- block functions (module level: they travel to Dask workers) -------------------------------
-def _scores_block(z, start, centroid_sets, mean_sets):
+def _scores_block(z, start, centroid_sets, mean_sets, uppers=None, metric="euclidean"):
     return stats.scores_chunk(z.astype(np.float32, copy=False), [c.astype(np.float32) for c in centroid_sets],
-                              mean_sets)
+                              mean_sets, uppers=uppers, metric=metric)
 
 
 def _cut_scores_block(z, start, micro, group_sets, mean_sets, centroid_sets):
@@ -89,11 +90,23 @@ def _nearest(z: np.ndarray, centroid_sets: list[np.ndarray]) -> list[np.ndarray]
                                                           [c.astype(np.float32) for c in centroid_sets])]
 
 
+# The k-means scores pass also histograms every k's distances (the chosen k's outlier quantiles with
+# no pass of their own) while a block's histograms stay this small: the default --k 4:32:4 needs
+# 144 x 4096 (4.7 MB a block result); a wider sweep falls back to pass 5 for the chosen k.
+FUSED_HISTOGRAM_ENTRIES = 2**20
+
+
 def _kmeans(runner, reduced_path, ranges, sample_z, centroid_sets, total, options) -> Sweep:
-    mean_sets = [stats.label_means(total, str(i)) for i in range(len(options.ks))]
-    totals = runner.reduce_blocks(reduced_path, ranges, _scores_block, centroid_sets, mean_sets,
-                                  desc="pass 4/5 scores")
-    return Sweep(list(options.ks), centroid_sets, totals, mean_sets, _nearest(sample_z, centroid_sets))
+    """The scores of the partitions the last Lloyd epoch labelled (the same centroids): that epoch's
+    label means are the clusters' exact means, and its largest distances bound the histograms."""
+    ks = list(options.ks)
+    mean_sets = [stats.label_means(total, str(i)) for i in range(len(ks))]
+    uppers = None
+    if sum(ks) * stats.HISTOGRAM_BINS <= FUSED_HISTOGRAM_ENTRIES:
+        uppers = [stats.histogram_upper(total[f"max{i}"], options.metric) for i in range(len(ks))]
+    totals = runner.reduce_blocks(reduced_path, ranges, _scores_block, centroid_sets, mean_sets, uppers,
+                                  options.metric, desc="pass 4/5 scores" + (" + quantiles" if uppers else ""))
+    return Sweep(ks, centroid_sets, totals, mean_sets, _nearest(sample_z, centroid_sets), uppers=uppers)
 
 
 def _agglomerative(runner, reduced_path, ranges, sample_z, micro, total, options) -> Sweep:
