@@ -271,3 +271,33 @@ def test_kmeans_outlier_quantiles_come_from_the_scores_pass(tmp_path, monkeypatc
         exact = np.quantile(members, [0.90, 0.95, 0.99, 0.999], method="inverted_cdf")  # the ceil(q n)-th
         assert np.all((exact <= model.quantiles[c] + 1e-6) & (model.quantiles[c] <= exact + width + 1e-6)), c
         assert model.cluster_mean_distance[c] == pytest.approx(members.mean(), rel=1e-4)
+
+
+def test_no_epoch_is_run_only_to_confirm_that_the_epochs_stopped_paying(tmp_path, monkeypatch):
+    """The loop stopped after an epoch that lowered no k's inertia by --inertia-tol: that epoch was run
+    only to find it out (1.2 s of a 1M fit, ~14 s at 10M). Its gain is expected from the epoch before
+    (moving each centroid to its new place lowers the inertia by a known amount): the last epoch run
+    is one that paid, and the epoch that would have come next does not pay."""
+    x, _ = Mixture(dim=48, clusters=6, rank=12, spread_rank=6, seed=2).batch(0, 6000)
+    store = _store(tmp_path, x, chunk_rows=100)
+    inertia = []  # each epoch's, per k
+    real = kmeans.lloyd_update
+
+    def recorded(total, centroid_sets, *rest):
+        inertia.append(np.array([total[f"inertia{i}"] for i in range(len(centroid_sets))]))
+        return real(total, centroid_sets, *rest)
+
+    monkeypatch.setattr(kmeans, "lloyd_update", recorded)
+    options = dict(ks=[4, 6, 9], sample=500, seed=0, tol=0.0)
+    stopped = fit(store, FitOptions(**options, inertia_tol=1e-3))
+    epochs = stopped.passes["epochs"]
+    gains = [(a - b) / a for a, b in zip(inertia, inertia[1:])]
+    assert 1 < epochs < 10 and len(inertia) == epochs
+    assert gains[-1].max() > 1e-3, gains  # the last epoch run paid
+    inertia.clear()
+    one_more = fit(store, FitOptions(**options, inertia_tol=0.0, epochs=epochs + 1))
+    gains = [(a - b) / a for a, b in zip(inertia, inertia[1:])]
+    assert one_more.passes["epochs"] == epochs + 1
+    assert gains[-1].max() <= 1e-3, gains  # the one skipped would not have
+    assert one_more.model.k == stopped.model.k
+    assert adjusted_rand_score(one_more.model.predict(x), stopped.model.predict(x)) >= 0.99

@@ -54,7 +54,8 @@ from .common import Report, reporting, scheduler_option, wait_option
 @click.option("--tol", type=float, default=1e-4, show_default=True,
               help="Stop k-means when no centroid moves more than this (relative to the cluster spread).")
 @click.option("--inertia-tol", type=float, default=1e-3, show_default=True,
-              help="... or when an epoch lowers no k's inertia by more than this fraction.")
+              help="... or when an epoch lowers no k's inertia by more than this fraction, or the next one is "
+                   "expected to lower none by more.")
 @click.option("--one-read/--two-reads", "one_read", default=None,
               help="Reduce the rows from pass 1's projection of the vectors (used when measured as close to exact "
                    "PCA as exact PCA is to itself) or from a second read. Default: one read when the vectors are "

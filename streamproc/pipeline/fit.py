@@ -448,9 +448,11 @@ MICRO_CLUSTER_EPOCHS = 3
 def _lloyd_epochs(draft: Model, options: FitOptions, runner: Runner, reduced_path, ranges,
                   centroid_sets, total) -> tuple[list[np.ndarray], dict, int]:
     """Pass 3: Lloyd epochs over the reduced rows, every k updated from the same read of each block,
-    until they stop paying: an epoch stops the loop when, for every k, no centroid moved more than
-    ``--tol`` (scikit-learn's measure) or the inertia fell by less than ``--inertia-tol`` (relative)
-    since the epoch before; at most ``--epochs`` (``MICRO_CLUSTER_EPOCHS`` for micro-clusters). Returns the
+    until they stop paying: an epoch stops the loop when no centroid moved more than ``--tol``
+    (scikit-learn's measure), or when for every k the inertia fell by less than ``--inertia-tol``
+    (relative) since the epoch before or the next epoch is expected to lower it by less
+    (:func:`kmeans.expected_gain`, from this epoch's sums); at most ``--epochs``
+    (``MICRO_CLUSTER_EPOCHS`` for micro-clusters). Returns the
     centroids the last epoch's sums describe (so that the sums' label means are those of the returned
     centroids), those sums, and the epochs run.
     ``total`` holds the first epoch's sums when pass 2 summed them, else None."""
@@ -464,8 +466,9 @@ def _lloyd_epochs(draft: Model, options: FitOptions, runner: Runner, reduced_pat
                                          desc=f"pass 3/5 k-means epoch {epoch}")
         inertia = np.array([total[f"inertia{i}"] for i in range(len(centroid_sets))])
         new_sets, shift = kmeans.lloyd_update(total, centroid_sets, options.metric, feature_variance)
-        if shift <= options.tol or epoch == epochs or kmeans.stopped_paying(previous, inertia,
-                                                                                   options.inertia_tol):
+        expected = kmeans.expected_gain(total, centroid_sets, new_sets)
+        if shift <= options.tol or epoch == epochs or kmeans.stopped_paying(previous, inertia, options.inertia_tol,
+                                                                            expected):
             return centroid_sets, total, epoch
         centroid_sets, previous = new_sets, inertia
 
