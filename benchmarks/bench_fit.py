@@ -4,13 +4,19 @@ each in its own subprocess, in one run. Each contender's wall time and peak RSS 
 pipeline from files on disk to the chosen k (streamproc: the `fit` alone; its ARI is computed
 afterwards in another process, outside the measurement).
 
-    python benchmarks/bench_fit.py [--rows 1000000] [--only streamproc]
+Warm: before each run, the contender's input (the store's vectors, or the .npy) is read once, so
+that every contender starts from the page cache (on this machine the cache loses pages between runs:
+a cold start cost the fit 5-9 s). With ``--repeat N`` the contenders run N rounds in turn and each
+figure is the median of its N runs (walls here vary by +-10 % from run to run).
+
+    python benchmarks/bench_fit.py [--rows 1000000] [--only streamproc] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from _common import commit, gib, npy_path, run, store_path
 
@@ -104,6 +110,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--only", help="comma-separated contenders to run")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; each figure is the median of its runs")
     args = parser.parse_args()
     data = npy_path(args.rows, args.dim)
     labels = data.with_suffix(".labels.npy")
@@ -119,13 +126,22 @@ def main():
         wanted = args.only.split(",")
         contenders = {k: v for k, v in contenders.items() if any(w in k for w in wanted)}
     print(f"bench_fit: {args.rows:,} x {args.dim} float32, 20-cluster mixture, k in {KS}; commit {commit()}")
-    print(f"command: python benchmarks/bench_fit.py --rows {args.rows}" + (f" --only {args.only}" if args.only else ""))
-    results = {}
-    for name, (code, cargs) in contenders.items():
-        results[name] = r = run(code, *cargs, env={"PYTHONPATH": str(store.parents[2])})
-        if code is STREAMPROC and "model" in r:
-            r["ari"] = run(STREAMPROC_ARI, store, r["model"], labels, env={"PYTHONPATH": str(store.parents[2])})["ari"]
-        print(f"  ran {name}: {r}", file=sys.stderr, flush=True)
+    print(f"command: python benchmarks/bench_fit.py --rows {args.rows}" + (f" --only {args.only}" if args.only else "")
+          + (f" --repeat {args.repeat}" if args.repeat > 1 else ""))
+    runs = {name: [] for name in contenders}
+    for _ in range(args.repeat):
+        for name, (code, cargs) in contenders.items():
+            _warm(store / "vectors" if code is STREAMPROC else data)
+            r = run(code, *cargs, env={"PYTHONPATH": str(store.parents[2])})
+            if code is STREAMPROC and "model" in r:
+                r["ari"] = run(STREAMPROC_ARI, store, r["model"], labels, env={"PYTHONPATH": str(store.parents[2])})["ari"]
+            runs[name].append(r)
+            print(f"  ran {name}: {r}", file=sys.stderr, flush=True)
+    results = {name: _median(rs) for name, rs in runs.items()}
+    if args.repeat > 1:
+        for name, rs in runs.items():
+            walls = ", ".join(f"{r['wall']:.1f}" for r in rs)
+            print(f"  {name}: walls {walls} s")
     ref = results.get("sklearn in-memory, not whitened", {}).get("wall")
     print(f"{'contender':40} {'wall s':>8} {'vs in-mem':>9} {'peak RSS':>10} {'ARI':>6} {'k':>3} {'comps':>5}")
     for name, r in results.items():
@@ -134,6 +150,22 @@ def main():
             continue
         ratio = f"{r['wall'] / ref:.2f}x" if ref else "-"
         print(f"{name:40} {r['wall']:8.1f} {ratio:>9} {gib(r['peak_rss']):>10} {r['ari']:6.3f} {r['k']:3d} {r['components']:5d}")
+
+
+def _warm(path: Path) -> None:
+    """Read every file under ``path`` (or the file) once, into the page cache."""
+    for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+        with open(f, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+
+
+def _median(rs: list[dict]) -> dict:
+    """The run with the median wall (its other figures with it); a failed run if any failed."""
+    failed = [r for r in rs if "error" in r]
+    if failed:
+        return failed[0]
+    return sorted(rs, key=lambda r: r["wall"])[(len(rs) - 1) // 2] | {"peak_rss": max(r["peak_rss"] for r in rs)}
 
 
 if __name__ == "__main__":
