@@ -1,9 +1,10 @@
-"""Finding, listing and activating a store's models."""
+"""Finding, listing, activating and removing a store's models."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import jsonschema
 import zarr
 
 from ..errors import ModelError
+from ..fs import fsync_dir
 from ..learn.model import ARRAYS, Model
 from . import arrays
 from .manifest import check_name
@@ -59,6 +61,34 @@ def activate_model(store_path: str | os.PathLike, model_id: str, *, wait: float 
     with open_writer(store_path, wait=wait) as writer:
         resolve_model_id(writer, model_id)
         writer.commit(replace(writer.manifest, current_model=model_id))
+
+
+def remove_models(store_path: str | os.PathLike, model_ids: list[str] | None, *, wait: float = 0.0) -> dict:
+    """Remove models that are not the store's current one (``None``: every one but the current), and
+    their folders (parameters, reduced rows, labels, map: each refit keeps its own, 6 GB at 10M x 768).
+    The manifest is committed without them first, then the folders are deleted: killed before the
+    commit, nothing changed; killed after, the next writer's recovery deletes the unlisted folders.
+    Returns the ids removed, the bytes freed and the current model."""
+    with open_writer(store_path, wait=wait) as writer:
+        current = writer.manifest.current_model
+        if model_ids is None:
+            model_ids = [m for m in writer.manifest.models if m != current]
+        for model_id in model_ids:
+            resolve_model_id(writer, model_id)
+            if model_id == current:
+                raise ModelError(f"{writer.path}: {model_id} is the current model; make another one current first "
+                                 f"(streamproc models activate {writer.path} ID), then remove it")
+        folders = [writer.resolve(f"models/{model_id}") for model_id in model_ids]
+        freed = sum(os.path.getsize(os.path.join(root, name))
+                    for folder in folders for root, _, names in os.walk(folder) for name in names)
+        if model_ids:
+            kept = {k: v for k, v in writer.manifest.models.items() if k not in model_ids}
+            writer.commit(replace(writer.manifest, models=kept))
+        for folder in folders:
+            shutil.rmtree(folder)
+        if folders:
+            fsync_dir(folders[0].parent)
+    return {"removed": list(model_ids), "bytes_freed": freed, "current_model": current}
 
 
 # ---- a model on disk: model.json (validated by schemas/model.schema.json) and one small array per parameter
