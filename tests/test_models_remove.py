@@ -86,3 +86,36 @@ def test_all_but_current_keeps_only_the_current_model(cli, two_models):
     assert sorted(out["removed"]) == sorted([old, third]) and out["current_model"] == new
     assert sorted(p.name for p in (store / "models").iterdir()) == [new]
     assert cli.json("models", "remove", store, "--all-but-current", schema="models_remove")["removed"] == []
+
+
+def test_an_id_given_twice_and_a_folder_already_gone_still_remove_cleanly(cli, two_models):
+    """Given twice, the model was counted and deleted twice: the second delete failed after the commit,
+    and the command reported an error for a removal that had happened."""
+    import shutil
+
+    store, old, new = two_models
+    size = _size(store / "models" / old)
+    out = cli.json("models", "remove", store, old, old, schema="models_remove")
+    assert out["removed"] == [old] and out["bytes_freed"] == size
+    third = fit(store, FitOptions(ks=[3], sample=1000)).model.id
+    shutil.rmtree(store / "models" / third)  # deleted by hand: still listed
+    out = cli.json("models", "remove", store, third, schema="models_remove")
+    assert out == {"removed": [third], "bytes_freed": 0, "current_model": new}
+    assert [m["id"] for m in cli.json("models", store, schema="models")["models"]] == [new]
+
+
+def test_all_but_current_is_refused_when_no_model_is_current(cli, tmp_path):
+    from streamproc.store.store import open_writer
+
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "x.npy", rng.standard_normal((600, 8)).astype(np.float32))
+    store = tmp_path / "store"
+    ingest(store, [tmp_path / "x.npy"], chunk_rows=200)
+    model = fit(store, FitOptions(ks=[2], sample=300)).model.id
+    with open_writer(store) as writer:  # a store whose current model was unset
+        from dataclasses import replace
+
+        writer.commit(replace(writer.manifest, current_model=None))
+    out = cli.json("models", "remove", store, "--all-but-current", code=1, schema="error")
+    assert "no current model" in out["error"]
+    assert (store / "models" / model).exists()

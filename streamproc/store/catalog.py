@@ -72,20 +72,25 @@ def remove_models(store_path: str | os.PathLike, model_ids: list[str] | None, *,
     with open_writer(store_path, wait=wait) as writer:
         current = writer.manifest.current_model
         if model_ids is None:
+            if current is None:
+                raise ModelError(f"{writer.path}: no current model, so --all-but-current would remove every model; "
+                                 "name the models to remove")
             model_ids = [m for m in writer.manifest.models if m != current]
+        model_ids = list(dict.fromkeys(model_ids))  # (an id given twice is removed once)
         for model_id in model_ids:
             resolve_model_id(writer, model_id)
             if model_id == current:
                 raise ModelError(f"{writer.path}: {model_id} is the current model; make another one current first "
                                  f"(streamproc models activate {writer.path} ID), then remove it")
         folders = [writer.resolve(f"models/{model_id}") for model_id in model_ids]
+        folders = [f for f in folders if f.is_dir() and not f.is_symlink()]  # (a folder already gone: nothing to free)
         freed = sum(os.path.getsize(os.path.join(root, name))
                     for folder in folders for root, _, names in os.walk(folder) for name in names)
         if model_ids:
             kept = {k: v for k, v in writer.manifest.models.items() if k not in model_ids}
             writer.commit(replace(writer.manifest, models=kept))
         for folder in folders:
-            shutil.rmtree(folder)
+            shutil.rmtree(folder, ignore_errors=True)  # (unlisted now: what a failure leaves, recovery removes)
         if folders:
             fsync_dir(folders[0].parent)
     return {"removed": list(model_ids), "bytes_freed": freed, "current_model": current}
