@@ -135,6 +135,14 @@ def test_a_pass_prefetches_the_blocks_after_its_own(tmp_path, monkeypatch):
             rows[a:b] += 1
         assert np.all(rows[100:] == 1) and np.all(rows[:100] == 0), (run, asked)
     for firsts, blocks in ((list(range(40)), 4), (list(range(0, 40, 4)), 7)):  # one block a task; runs of 4
-        for first, ahead in zip(firsts, _rows_ahead(ranges, firsts, blocks)):
-            if ahead is not None:
-                assert ranges[first][1] <= ahead[0] < ahead[1] <= ranges[min(first + blocks, 39)][1]
+        for shared_cache in (True, False):
+            rows = np.zeros(4000, int)
+            for first, ahead in zip(firsts, _rows_ahead(ranges, firsts, blocks, shared_cache)):
+                if ahead is not None:
+                    assert ranges[first][1] <= ahead[0] < ahead[1] <= ranges[min(first + blocks, 39)][1]
+                    rows[ahead[0]:ahead[1]] += 1
+                if not shared_cache and first + 1 < 40:  # on a cluster every task asks for its own window
+                    assert ahead is not None and ahead[0] == ranges[first + 1][0]
+            assert np.all(rows[100:] >= 1) and np.all(rows[:100] == 0)
+            if shared_cache:
+                assert np.all(rows[100:] == 1)

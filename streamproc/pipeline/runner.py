@@ -68,15 +68,19 @@ def _run_block_range(path: str, ranges: list[tuple[int, int]], fn: Callable, arg
     return total, _worker_name()
 
 
-def _rows_ahead(ranges: list[tuple[int, int]], firsts: list[int], blocks: int) -> list[tuple[int, int] | None]:
+def _rows_ahead(ranges: list[tuple[int, int]], firsts: list[int], blocks: int,
+                shared_cache: bool = True) -> list[tuple[int, int] | None]:
     """For tasks starting at the block indices ``firsts`` (in order; a task runs from its first block
-    to the next task's): the rows each asks the kernel to read ahead. The window is the ``blocks``
-    ranges after the task's own first block; each task asks only for the part of its window the
-    task before did not ask for (asking for the whole window again cost 4x the calls, 0.5 s of
-    thread time in a 1M fit whose rows were all in the page cache). None: nothing new to ask for."""
+    to the next task's): the rows each asks the kernel to read ahead, the ``blocks`` ranges after the
+    task's own first block. Where the tasks share one page cache (threads of this process) each asks
+    only for the part of its window the task before did not ask for (asking for the whole window
+    again cost 4x the calls, 0.5 s of thread time in a 1M fit whose rows were all in the page cache);
+    on a cluster each asks for its whole window, as the task before may run on another host. None:
+    nothing to ask for."""
     out, asked_until = [], firsts[0] if firsts else 0
     for first in firsts:
-        lo, hi = max(first + 1, asked_until + 1), min(first + blocks, len(ranges) - 1)
+        lo = max(first + 1, asked_until + 1) if shared_cache else first + 1
+        hi = min(first + blocks, len(ranges) - 1)
         out.append((ranges[lo][0], ranges[hi][1]) if lo <= hi else None)
         asked_until = max(asked_until, hi)
     return out
@@ -163,7 +167,8 @@ class Runner:
         task = dask.delayed(_run_block, pure=False)
         path = str(Path(path).absolute())  # workers may run in another directory
         with progress.bar(ranges[-1][1] - ranges[0][0] if ranges else 0, desc) as bar:
-            ahead = _rows_ahead(ranges, list(range(len(ranges))), PREFETCH_BLOCKS_PER_THREAD * self.threads)
+            ahead = _rows_ahead(ranges, list(range(len(ranges))), PREFETCH_BLOCKS_PER_THREAD * self.threads,
+                                self._client is None)
             for g in range(0, len(ranges), GROUP_BLOCKS):
                 group = ranges[g:g + GROUP_BLOCKS]
                 results = self._compute([task(path, a, b, fn, args, kwargs, ahead[g + i])
@@ -183,7 +188,8 @@ class Runner:
         per_task = 1 if self._client is None else CLUSTER_BLOCKS_PER_TASK
         runs = [ranges[i:i + per_task] for i in range(0, len(ranges), per_task)]
         ahead = _rows_ahead(ranges, list(range(0, len(ranges), per_task)),  # a run's own later blocks and
-                            per_task - 1 + PREFETCH_BLOCKS_PER_THREAD * self.threads)  # the next few
+                            per_task - 1 + PREFETCH_BLOCKS_PER_THREAD * self.threads,  # the next few
+                            self._client is None)
         task = dask.delayed(_run_block_range, pure=False)
         group_total = dask.delayed(_combine_results, pure=True)
         path = str(Path(path).absolute())  # workers may run in another directory
