@@ -238,11 +238,13 @@ def test_the_one_read_check_holds_moments_not_rows(tmp_path):
     assert np.linalg.svd(basis.T @ exact, compute_uv=False).min() > 0.999  # it still spans the signal
 
 
-def test_kmeans_outlier_quantiles_come_from_the_scores_pass(tmp_path, monkeypatch):
+@pytest.mark.parametrize("metric, fused", [("euclidean", True), ("cosine", True), ("euclidean", False)])
+def test_kmeans_outlier_quantiles_come_from_the_scores_pass(tmp_path, monkeypatch, metric, fused):
     """The chosen k is known only after the scores pass, so the quantiles took a pass of their own
     (0.7 s of a 1M x 768 fit, ~7 s at 10M). The last Lloyd epoch gives every k's largest distance,
     so the scores pass histograms every k's distances: the reduced rows are read once per epoch and
     once more, and the thresholds and mean distances are those of the model's own rows."""
+    from streamproc.pipeline import methods
     from streamproc.pipeline.runner import Runner
     from streamproc.store.store import Store
 
@@ -256,13 +258,16 @@ def test_kmeans_outlier_quantiles_come_from_the_scores_pass(tmp_path, monkeypatc
         return real(self, path, ranges, fn, *args, desc=desc, **kwargs)
 
     monkeypatch.setattr(Runner, "reduce_blocks", counted)
-    result = fit(store, FitOptions(ks=[3, 5, 7], sample=1000, seed=0))
-    after_reduce = passes[2:]  # pass 1 (vectors) and pass 2 (reduce + epoch 1) come first
-    assert len(after_reduce) == result.passes["epochs"], passes  # epochs 2.. and one scores pass
+    if not fused:  # a sweep too wide for the scores pass's histograms: pass 5 histograms the chosen k
+        monkeypatch.setattr(methods, "FUSED_HISTOGRAM_ENTRIES", 0)
+    result = fit(store, FitOptions(ks=[3, 5, 7], sample=1000, seed=0, metric=metric))
+    reduced_reads = [p for p in passes if not p.startswith(("pass 1/", "pass 2/"))]  # epochs 2.., scores, (5)
+    assert len(reduced_reads) == result.passes["epochs"] + (0 if fused else 1), passes
+    assert ("pass 5/5 quantiles" in passes) == (not fused)
 
     model = result.model
     z = Store.open(store).read(f"models/{model.id}/reduced", 0, 5000)
-    d = np.sqrt(stats.sq_distances(z.astype(np.float64), model.centroids.astype(np.float64)))
+    d = stats.metric_distances(stats.sq_distances(z.astype(np.float64), model.centroids.astype(np.float64)), metric)
     labels = d.argmin(axis=1)  # the model's nearest-centroid rule
     own = d[np.arange(len(z)), labels]
     for c in range(model.k):
