@@ -171,7 +171,7 @@ def stopped_paying(previous: np.ndarray | None, inertia: np.ndarray, inertia_tol
 
 
 # The next epoch's gain is this many times the part of it known without reading the rows (moving the
-# centroids to the new ones); relabelling the rows then gained 0.7-1.8x as much again (1M x 768, k = 24, 32).
+# centroids to the new ones); with relabelling, the whole gain was 1.0-1.8x that part (1M x 768, k = 24, 32).
 NEXT_EPOCH_GAIN_FACTOR = 2.0
 
 
