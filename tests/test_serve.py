@@ -260,6 +260,21 @@ def test_predict_command_writes_nothing_and_matches_the_api(served, tmp_path):
     assert f"cluster {out['predictions'][0]['label']}" in text.splitlines()[0]
 
 
+def test_predict_says_that_its_confidence_is_relative(served, tmp_path):
+    """A query far from every cluster is flagged OUTLIER, yet its confidence (probability among the
+    clusters) can be high: the human output says what each means, instead of leaving a confident
+    outlier unexplained."""
+    _, store, _, _ = served
+    far = store_vectors(store, [3]) * 50
+    np.save(tmp_path / "far.npy", far)
+    out = json.loads(run_streamproc("predict", store, "--vectors", tmp_path / "far.npy", "--json").stdout)
+    assert out["predictions"][0]["outlier"] is True
+    text = run_streamproc("predict", store, "--vectors", tmp_path / "far.npy").stdout.splitlines()
+    assert "OUTLIER" in text[0] and f"confidence {out['predictions'][0]['confidence']:.3f}" in text[0]
+    assert "relative" in text[-1] and "probability among the model's clusters" in text[-1] and "99 %" in text[-1]
+    assert "relative" in run_streamproc("predict", "--help").stdout
+
+
 @pytest.mark.parametrize("args, code, message", [
     ([], 2, "exactly one of --vectors, --text, --texts-file"),
     (["--vectors", "q.npy", "--text", "x"], 2, "exactly one"),

@@ -79,6 +79,10 @@ def predict_command(store, vectors_file, vector_column, id_column, texts, texts_
     """Label vectors or texts with STORE's model, writing nothing: cluster, distance, confidence,
     outlier flag, the probability of every cluster, the map position and the nearest stored rows.
 
+    The confidence is the chosen cluster's probability among the model's clusters: it is relative,
+    so a query far from every cluster can still be confident of the nearest one. OUTLIER says the
+    query is farther from that cluster's centroid than 99 % of the rows it was fitted on.
+
     \b
     Examples:
       streamproc predict store --vectors queries.npy --json
@@ -110,7 +114,13 @@ def predict_command(store, vectors_file, vector_column, id_column, texts, texts_
     lines = [f"{p.get('id', i)}: cluster {p['label']}  confidence {p['confidence']:.3f}  distance {p['distance']:.4g}"
              + ("  OUTLIER" if p["outlier"] else "") + (f"  near rows {p['neighbours']}" if p["neighbours"] else "")
              for i, p in enumerate(data["predictions"])]
+    if lines:
+        lines.append(LEGEND)
     return Report(data, "\n".join(lines))
+
+
+LEGEND = ("(confidence: the cluster's probability among the model's clusters, relative to them; OUTLIER: "
+          "farther from the cluster's centroid than 99 % of its training rows)")
 
 
 COMMANDS = [serve_command, predict_command]
