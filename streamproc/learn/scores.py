@@ -23,8 +23,11 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     if metric == "cosine":
         an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
         bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-        return np.maximum(1.0 - an @ bn.T, 0.0)
-    return np.sqrt(sq_distances(a, b))
+        d = an @ bn.T
+        np.subtract(1.0, d, out=d)
+        return np.maximum(d, 0.0, out=d)
+    d = sq_distances(a, b)
+    return np.sqrt(d, out=d)
 
 
 def silhouette_scores(z: np.ndarray, label_sets: list[np.ndarray], *, metric: str = "euclidean",
@@ -32,9 +35,6 @@ def silhouette_scores(z: np.ndarray, label_sets: list[np.ndarray], *, metric: st
     """The mean silhouette coefficient of each labelling of ``z`` (None where it is undefined:
     fewer than 2 or as many clusters as rows). Equals ``sklearn.metrics.silhouette_score``."""
     z = np.asarray(z, dtype=np.float64)
-    if metric == "cosine":  # cosine distance is 1 - the dot product of the normalised rows
-        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    norms = np.einsum("ij,ij->i", z, z)
     block_rows = block_rows or max(1, BLOCK_ENTRIES // max(len(z), 1))
     onehots, counts, offsets = [], [], [0]
     for labels in label_sets:
@@ -47,21 +47,10 @@ def silhouette_scores(z: np.ndarray, label_sets: list[np.ndarray], *, metric: st
     stacked = np.hstack(onehots)  # every labelling's per-cluster sums from one product per block
     totals = [np.zeros(len(z)) for _ in label_sets]
     for start in range(0, len(z), block_rows):
-        part = z[start:start + block_rows]
-        d = part @ z.T
-        if metric == "cosine":
-            np.subtract(1.0, d, out=d)
-        else:
-            d *= -2.0
-            d += norms[start:start + len(part), None]
-            d += norms[None, :]
-        np.maximum(d, 0.0, out=d)
-        if metric != "cosine":
-            np.sqrt(d, out=d)
-        sums = d @ stacked
+        sums = pairwise_distances(z[start:start + block_rows], z, metric) @ stacked
         for i, (total, onehot, count) in enumerate(zip(totals, onehots, counts)):
-            total[start:start + len(d)] = _silhouette_block(sums[:, offsets[i]:offsets[i + 1]],
-                                                            onehot[start:start + len(d)], count)
+            total[start:start + len(sums)] = _silhouette_block(sums[:, offsets[i]:offsets[i + 1]],
+                                                               onehot[start:start + len(sums)], count)
     out = []
     for total, count in zip(totals, counts):
         defined = 1 < len(count) < len(z)

@@ -91,8 +91,12 @@ def sample_finalize(stats: dict) -> np.ndarray:
 
 # ---- k-means: one Lloyd step for every k of a sweep from the same block -----------------------
 def sq_distances(z: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Squared euclidean distances, rows x centroids, clipped at 0."""
-    d = (z * z).sum(axis=1)[:, None] - 2.0 * (z @ centroids.T) + (centroids * centroids).sum(axis=1)[None, :]
+    """Squared euclidean distances, rows x centroids, clipped at 0 (in place in the one rows x
+    centroids array: the silhouette's 5000-row blocks took 1.6x as long with a temporary per term)."""
+    d = z @ centroids.T
+    d *= -2.0
+    d += (z * z).sum(axis=1)[:, None]
+    d += (centroids * centroids).sum(axis=1)[None, :]
     return np.maximum(d, 0.0, out=d)
 
 
