@@ -355,7 +355,7 @@ def test_read_only_store_every_writer_fails_with_one_line(base, tmp_path):
             pytest.skip("remount,ro refused here")
         np.save(tmp_path / "more.npy", np.ones((10, DIM), np.float32))
         for args in (["ingest", ro, tmp_path / "more.npy"], ["classify", ro], ["fit", ro, "--k", "3"],
-                     ["project", ro, "--method", "pca"]):
+                     ["project", ro, "--method", "pca"], ["models", "remove", ro, "--all-but-current"]):
             COUNTS["injected"] += 1
             code, data = cli_run(*args, code=1)
             assert "Read-only file system" in data["error"], data
@@ -426,7 +426,7 @@ def test_hostile_manifest_is_refused_in_one_line(base, tmp_path, how):
     np.save(tmp_path / "more.npy", np.ones((10, DIM), np.float32))
     COUNTS["injected"] += 1
     for args in (["ingest", store, tmp_path / "more.npy", "--no-texts", "--no-ids"], ["classify", store],
-                 ["info", store], ["check", store]):
+                 ["info", store], ["check", store], ["models", "remove", store, "--all-but-current"]):
         code, data = cli_run(*args)
         assert code == 1, (args, data)
         message = data["error"] if "error" in data else data["problems"][0]["problem"]
@@ -453,6 +453,28 @@ def test_symlinks_out_of_the_store_are_never_followed(base, tmp_path):
     assert tree_hash(outside) == before
     code, data = cli_run("check", store, code=1)
     assert any("outside the store" in p["problem"] for p in data["problems"])
+    COUNTS["survived"] += 1
+
+
+def test_models_remove_deletes_nothing_outside_the_store(base, tmp_path):
+    """models remove deletes folders: a hostile id, or models/ symlinked elsewhere, is refused and
+    nothing outside the store is touched."""
+    store = copy_store(base, tmp_path / "s")
+    old = fit(store, FitOptions(ks=[3], seed=1, sample=500, restarts=1)).model.id  # not current
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep me")
+    COUNTS["injected"] += 1
+    for hostile in ("../../victim", "../victim", "/tmp", "."):
+        code, data = cli_run("models", "remove", store, hostile, code=2)  # a usage error: not a model id
+        assert f"invalid model id {hostile!r}" in data["error"], data
+    outside = tmp_path / "outside"
+    shutil.move(store / "models", outside)
+    (store / "models").symlink_to(outside)
+    before = tree_hash(outside), tree_hash(victim)
+    code, data = cli_run("models", "remove", store, old, code=1)
+    assert "outside the store" in data["error"], data
+    assert (tree_hash(outside), tree_hash(victim)) == before
     COUNTS["survived"] += 1
 
 
