@@ -3,6 +3,8 @@ damaged chunk of committed rows (never fill values), and paths that stay inside 
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,9 @@ def read_rows(folder: Path, arr: zarr.Array, start: int, stop: int) -> np.ndarra
         if not chunk_path(folder, arr, index).exists():
             raise StoreError(f"{folder}: rows [{index * chunk}, {(index + 1) * chunk}) are missing (chunk file "
                              f"{chunk_path(folder, arr, index).name} deleted?); the store is damaged")
+    block = read_raw(folder, arr, start, stop)
+    if block is not None:
+        return block
     try:
         block = arr[start:stop]
     except (ValueError, TypeError, RuntimeError) as exc:
@@ -81,3 +86,56 @@ def _first_bad_chunk(arr: zarr.Array, start: int, stop: int) -> tuple[int, int]:
 
 def chunk_path(folder: Path, arr: zarr.Array, index: int) -> Path:
     return Path(folder) / arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
+
+
+def raw_chunks(arr: zarr.Array) -> bool:
+    """True when a chunk file is just the chunk's raw bytes (and its crc32c): no compression, regular
+    chunks spanning every trailing dimension, a numeric dtype."""
+    from zarr.codecs import BytesCodec, Crc32cCodec
+
+    codecs = arr.metadata.codecs
+    plain = isinstance(codecs[0], BytesCodec) and (len(codecs) == 1 or (len(codecs) == 2 and isinstance(codecs[1], Crc32cCodec)))
+    return plain and arr.dtype.kind in "fiub" and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
+
+
+def read_raw(folder: Path, arr: zarr.Array, start: int, stop: int) -> np.ndarray | None:
+    """Rows ``[start, stop)`` of a :func:`raw_chunks` array read straight from its chunk files into
+    one array, each chunk's crc32c checked: half the time of zarr's read path, which decodes every
+    chunk into a buffer of its own and copies it (1M x 768 float32 from the page cache: 0.48 s
+    against 1.0 s on one thread). None when the array is not raw, on a big-endian machine, or when
+    any chunk file is not exactly as expected (missing, another size, a wrong checksum): the caller
+    then reads through zarr, which names the damage."""
+    if stop <= start or stop > arr.shape[0] or sys.byteorder != "little" or not raw_chunks(arr):
+        return None
+    import google_crc32c
+
+    chunk, dtype = arr.chunks[0], np.dtype(arr.dtype)
+    if getattr(arr.metadata.codecs[0].endian, "value", "little") != "little" and dtype.itemsize > 1:
+        return None
+    row_bytes = dtype.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+    with_crc = len(arr.metadata.codecs) == 2
+    out = np.empty((stop - start, *arr.shape[1:]), dtype)
+    flat = out.reshape(-1).view(np.uint8)
+    for index in range(start // chunk, (stop - 1) // chunk + 1):
+        lo, hi = max(start, index * chunk), min(stop, (index + 1) * chunk)
+        target = flat[(lo - start) * row_bytes:(hi - start) * row_bytes]
+        try:
+            fd = os.open(chunk_path(folder, arr, index), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size != chunk * row_bytes + 4 * with_crc:
+                return None
+            if with_crc and hi - lo < chunk:  # the checksum covers the whole chunk: read it all
+                data = np.frombuffer(os.pread(fd, chunk * row_bytes + 4, 0), np.uint8)
+                if google_crc32c.value(data[:-4].tobytes()) != int.from_bytes(data[-4:].tobytes(), "little"):
+                    return None
+                target[:] = data[(lo - index * chunk) * row_bytes:(hi - index * chunk) * row_bytes]
+                continue
+            if os.preadv(fd, [target], (lo - index * chunk) * row_bytes) != len(target):
+                return None
+            if with_crc and google_crc32c.extend(0, target) != int.from_bytes(os.pread(fd, 4, chunk * row_bytes), "little"):
+                return None
+        finally:
+            os.close(fd)
+    return out

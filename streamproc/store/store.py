@@ -39,7 +39,7 @@ from zarr.core.array import AsyncArray
 
 from ..errors import StoreError
 from ..fs import fsync_dir
-from .integrity import checksummed, chunk_path, read_rows, resolve_inside
+from .integrity import checksummed, chunk_path, raw_chunks, read_rows, resolve_inside
 from .lock import StoreLock
 from .manifest import MANIFEST_NAME, Manifest, is_safe_name, read_manifest, write_manifest
 
@@ -223,7 +223,7 @@ class StoreWriter(Store):
         arr = self.array(name)
         stop = start + len(values)
         chunk = arr.chunks[0]
-        if _raw_chunks(arr) and start % chunk == 0:
+        if raw_chunks(arr) and start % chunk == 0:
             whole = len(values) - len(values) % chunk
             self._write_raw_chunks(name, arr, start, values[:whole])
             if whole == len(values):
@@ -387,7 +387,7 @@ def write_raw_chunks(folder: Path, arr: zarr.Array, start: int, values: np.ndarr
 
     chunk = arr.chunks[0]
     data = np.ascontiguousarray(values, dtype=arr.dtype.newbyteorder("<"))
-    with_crc = len(arr.metadata.codecs) == 2  # BytesCodec then Crc32cCodec (see _raw_chunks)
+    with_crc = len(arr.metadata.codecs) == 2  # BytesCodec then Crc32cCodec (see raw_chunks)
 
     def write(offset: int) -> int:
         index = (start + offset) // chunk
@@ -413,21 +413,11 @@ def write_rows(folder: Path, arr: zarr.Array, start: int, values: np.ndarray) ->
     straight to their files (3x faster than zarr's write path from many threads), the rest by zarr."""
     chunk = arr.chunks[0]
     whole = 0
-    if _raw_chunks(arr) and start % chunk == 0:
+    if raw_chunks(arr) and start % chunk == 0:
         whole = len(values) - len(values) % chunk
         write_raw_chunks(folder, arr, start, values[:whole])
     if whole < len(values):
         arr[start + whole:start + len(values)] = values[whole:]
-
-
-def _raw_chunks(arr: zarr.Array) -> bool:
-    """True when a chunk file is just the chunk's raw bytes: no compression, regular chunks spanning
-    every trailing dimension, a numeric dtype."""
-    from zarr.codecs import BytesCodec, Crc32cCodec
-
-    codecs = arr.metadata.codecs
-    plain = isinstance(codecs[0], BytesCodec) and (len(codecs) == 1 or (len(codecs) == 2 and isinstance(codecs[1], Crc32cCodec)))
-    return plain and arr.dtype.kind in "fiub" and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
 
 
 def make_staging_dir(store_path: Path, model_id: str) -> Path:
