@@ -66,6 +66,19 @@ def test_moments_match_numpy(data, n_chunks):
     np.testing.assert_allclose(cov, np.cov(x.astype(np.float64).T, bias=True), atol=1e-4)
 
 
+@pytest.mark.parametrize("start, run_rows", [(0, 7), (5, 7), (40, 100), (0, 1)])
+def test_moments_by_parity_are_the_moments_of_the_even_and_odd_runs(data, start, run_rows):
+    x = data[0][:90].astype(np.float32)
+    shift = x.mean(axis=0).astype(np.float64)
+    even = ((np.arange(start, start + len(x)) // run_rows) % 2) == 0
+    halves = stats.moments_by_parity(stats.centred(x, shift), start, run_rows)
+    for half, rows in zip(halves, (x[even], x[~even]), strict=True):
+        expected = stats.moments_chunk(rows, shift)
+        assert half["n"] == expected["n"] == len(rows)
+        np.testing.assert_allclose(half["sum"], expected["sum"], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(half["cross"], expected["cross"], rtol=1e-4, atol=1e-3)
+
+
 def test_sample_is_chunking_invariant_and_uniform():
     x = np.arange(100_000, dtype=np.float32)[:, None]
 

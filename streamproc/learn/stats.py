@@ -30,12 +30,37 @@ def combine(*parts: dict) -> dict:
 
 
 # ---- moments: mean and covariance (exact PCA) ------------------------------------------------
+def centred(block: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``block - shift`` (the shift keeps the sums well conditioned): float32 for float32 data (fast
+    sgemm; the sums are taken in float64), else float64."""
+    dtype = np.float64 if block.dtype == np.float64 else np.float32
+    return block.astype(dtype, copy=False) - shift.astype(dtype)
+
+
 def moments_chunk(block: np.ndarray, shift: np.ndarray) -> dict:
-    """Count, sum and cross-product of ``block - shift`` (the shift keeps the sums well conditioned)."""
-    dtype = np.float64 if block.dtype == np.float64 else np.float32  # float32 data: fast sgemm, float64 sums
-    centred = block.astype(dtype, copy=False) - shift.astype(dtype)
-    return {"n": len(block), "sum": centred.sum(axis=0, dtype=np.float64),
-            "cross": (centred.T @ centred).astype(np.float64)}
+    """Count, sum and cross-product of ``block - shift``."""
+    rows = centred(block, shift)
+    return {"n": len(rows), "sum": rows.sum(axis=0, dtype=np.float64), "cross": (rows.T @ rows).astype(np.float64)}
+
+
+def moments_by_parity(rows: np.ndarray, start: int, run_rows: int) -> list[dict]:
+    """The moments (as :func:`moments_chunk`) of the even and of the odd runs of already centred rows
+    that start at row ``start``: run ``i`` holds rows ``[i * run_rows, (i + 1) * run_rows)``. Each run's
+    product is taken on a view of ``rows``, so the halves cost no copies and no more arithmetic than
+    the whole."""
+    width = rows.shape[1]
+    crosses = [np.zeros((width, width), rows.dtype) for _ in (0, 1)]
+    sums, counts = [np.zeros(width) for _ in (0, 1)], [0, 0]
+    a = 0
+    while a < len(rows):
+        run = (start + a) // run_rows
+        b = min(len(rows), (run + 1) * run_rows - start)
+        part, parity = rows[a:b], run % 2
+        crosses[parity] += part.T @ part
+        sums[parity] += part.sum(axis=0, dtype=np.float64)
+        counts[parity] += b - a
+        a = b
+    return [{"n": counts[p], "sum": sums[p], "cross": crosses[p].astype(np.float64)} for p in (0, 1)]
 
 
 def moments_finalize(stats: dict, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -163,13 +163,12 @@ def _pass1_block(block, start, shift, sample_size, total_rows, seed, basis=None,
     float32: it only measures an angle)."""
     if basis is None:
         out = stats.moments_chunk(block, shift)
-    else:
-        even = (np.arange(start, start + len(block)) // chunk_rows) % 2 == 0
-        half = stats.moments_chunk(block[even], shift)
-        out = stats.combine(half, stats.moments_chunk(block[~even], shift))
+    else:  # one centred copy of the block serves the moments of both halves and the projection
+        rows = stats.centred(block, shift)
+        half, other = stats.moments_by_parity(rows, start, chunk_rows)
+        out = stats.combine(half, other)
         out.update(half_n=half["n"], half_sum=half["sum"], half_cross=half["cross"].astype(np.float32))
-        y = (block.astype(np.float32, copy=False) - shift.astype(np.float32)) @ basis
-        arrays.write_block(projected_path, start, y)
+        arrays.write_block(projected_path, start, rows.astype(np.float32, copy=False) @ basis)
     out.update(stats.sample_chunk(block, start, size=sample_size, total_rows=total_rows, seed=seed))
     return out
 
