@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import StreamprocError
@@ -24,6 +26,30 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_tree(directory: Path) -> None:
+    """fsync every file below ``directory`` and the directories themselves (before a commit lists them)."""
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            fd = os.open(Path(root) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(root))
+
+
+@contextmanager
+def flushing(directory: Path):
+    """fsync ``directory``'s files on a thread while the ``with`` block computes (it must not write
+    them): the commit's own :func:`fsync_tree` then finds them on disk already. A 1M-row fit's
+    reduced rows (612 MB) took 1-1.9 s to flush under the lock at commit. An fsync error is raised
+    after the block; after a failed block the flush is waited for and its error dropped."""
+    with ThreadPoolExecutor(1) as pool:
+        flushed = pool.submit(fsync_tree, directory)
+        yield
+        flushed.result()
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import progress
 from ..errors import StoreError, UsageError
+from ..fs import flushing, fsync_tree
 from ..learn import kmeans, stats
 from ..learn.model import QUANTILES, Model, normalize_rows
 from ..learn.pca import SOLVERS, StreamingPCA, basis_from_moments, pca_in_basis, subspace_angle  # noqa: F401
@@ -480,12 +481,13 @@ def cluster_reduced(draft: Model, options: FitOptions, runner: Runner, reduced_p
     the Lloyd epochs run."""
     ranges = block_ranges(draft.fit_rows[1], rows_per_block(arrays.chunk_rows(reduced_path), draft.n_components * 4,
                                                             options.block_bytes // 4))
-    centroid_sets, total, epochs = _lloyd_epochs(draft, options, runner, reduced_path, ranges, centroid_sets, total)
-    # pass 4: the method's partitions (one per k) and their DB/CH statistics; every k scored four ways
-    sweep = methods.run(options, runner, reduced_path, ranges, sample_z, centroid_sets, total)
-    scores = _scores(sweep, sample_z[:options.silhouette_sample], options.metric)
-    best = _select(scores, options.select)
-    model = _quantiles_pass(draft, options, runner, reduced_path, ranges, sweep, best, scores, sample_z)
+    with flushing(reduced_path):  # the reduced rows reach the disk while these passes read them
+        centroid_sets, total, epochs = _lloyd_epochs(draft, options, runner, reduced_path, ranges, centroid_sets, total)
+        # pass 4: the method's partitions (one per k) and their DB/CH statistics; every k scored four ways
+        sweep = methods.run(options, runner, reduced_path, ranges, sample_z, centroid_sets, total)
+        scores = _scores(sweep, sample_z[:options.silhouette_sample], options.metric)
+        best = _select(scores, options.select)
+        model = _quantiles_pass(draft, options, runner, reduced_path, ranges, sweep, best, scores, sample_z)
     if options.classifier == "logistic":
         model = _with_logistic(model, sample_z, sweep.sample_labels[best], options.seed)
     return model, epochs
@@ -584,7 +586,7 @@ def _commit_model(store_path: Path, staging: Path, model: Model, *, activate: bo
         model = replace(model, cluster_ids=ids)
         save_model(model, staging)
         final = writer.path / "models" / model.id
-        writer.fsync_tree(staging)
+        fsync_tree(staging)
         os.replace(staging, final)
         current = activate or manifest.current_model is None
         entry = ModelEntry(created_at=model.created_at, k=model.k, dim=model.dim, fit_rows=tuple(model.fit_rows),

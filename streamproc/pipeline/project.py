@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import progress
 from ..errors import UsageError
+from ..fs import fsync_tree
 from ..learn import stats
 from ..learn.embedding import tsne_embedding, umap_embedding
 from ..learn.model import Model
@@ -174,7 +175,7 @@ def project(store_path: str | os.PathLike, model_id: str | None = None, *, metho
                 if projection.sample_z is not None:
                     for suffix, value in (("-sample", projection.sample_z), ("-sample-xy", projection.sample_xy)):
                         arrays.save_small(writer.path / (path + suffix), value)
-                        writer.fsync_tree(writer.path / (path + suffix))
+                        fsync_tree(writer.path / (path + suffix))
             models = {**writer.manifest.models,
                       model.id: replace(entry, projection=meta, projection_watermark=stop)}
             with StagingQueue(writer, f"models/{model.id}", 65_536) as queue:

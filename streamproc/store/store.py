@@ -305,15 +305,6 @@ class StoreWriter(Store):
             elif listed is not None and child.is_dir() and not child.is_symlink():
                 _remove_old_generations(child, listed.projection.array if listed.projection else None)
 
-    def fsync_tree(self, directory: Path) -> None:
-        """fsync every file below ``directory`` and the directories themselves (before a commit)."""
-        for root, _dirs, files in os.walk(directory):
-            for name in files:
-                fd = os.open(Path(root) / name, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
-            fsync_dir(Path(root))
-
 
 class StagingQueue:
     """Stage per-row results of consecutive blocks on a writer thread, a whole chunk at a time.
