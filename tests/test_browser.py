@@ -118,6 +118,21 @@ def test_the_page_shows_the_map_rows_and_probabilities(page):
     wait_for(lambda: f"row {row}" in driver.find_element(By.ID, "point").text, what=f"row {row} in the point panel")
     text = driver.find_element(By.ID, "point").text
     assert "cluster" in text and "confidence" in text
+    # ... and a ring marks it on the map, where the click was
+    ring = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "path.picked-mark"), what="the picked point's ring")[0]
+    box = driver.execute_script("const b = arguments[0].getBoundingClientRect(); const m = "
+                                "document.getElementById('map').getBoundingClientRect(); "
+                                "return [b.left - m.left + b.width / 2, b.top - m.top + b.height / 2];", ring)
+    assert abs(box[0] - xy[0]) <= 9 and abs(box[1] - xy[1]) <= 9, (box, xy)
+    driver.save_screenshot(str(tmp / "picked.png"))
+    # a click where no point is (left of the data's square) takes the ring away
+    empty = driver.execute_script("map.fitBounds(L.latLngBounds([[-256, 0], [0, 256]]), {animate: false}); "
+                                  "const p = map.latLngToContainerPoint(L.latLng(-128, -4)); return [p.x, p.y];")
+    assert 0 < empty[0] < size["width"] and 0 < empty[1] < size["height"], empty
+    ActionChains(driver).move_to_element_with_offset(map_el, empty[0] - size["width"] / 2,
+                                                     empty[1] - size["height"] / 2).click().perform()
+    wait_for(lambda: "No point within" in driver.find_element(By.ID, "point").text, what="the empty click's answer")
+    assert not driver.find_elements(By.CSS_SELECTOR, "path.picked-mark")
 
     # a vector typed into the query box: probabilities for every cluster, a marker on the map
     vector = store_vectors(store, [row])[0]

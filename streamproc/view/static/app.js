@@ -4,10 +4,11 @@
 "use strict";
 
 const state = { info: null, clusters: [], color: "cluster", tiles: null, labels: L.layerGroup(), marks: L.layerGroup(),
-                history: [], clusterPage: { label: null, offset: 0, outliers: false } };
+                picked: L.layerGroup(), history: [], clusterPage: { label: null, offset: 0, outliers: false } };
 const map = L.map("map", { crs: L.CRS.Simple, minZoom: 0, maxZoom: 18, zoomSnap: 1, attributionControl: false });
 state.labels.addTo(map);
 state.marks.addTo(map);
+state.picked.addTo(map);
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -127,6 +128,12 @@ async function showPoint(latlng) {
   const close = data.rows.filter((r) => r.map_distance * pixels <= 8);
   const box = document.getElementById("point");
   box.replaceChildren(...(close.length ? close.map(rowView) : [el("div", { class: "muted" }, "No point within 8 pixels here.")]));
+  // a ring on the nearest of the rows shown, so the panel and the map point at the same place
+  state.picked.clearLayers();
+  if (close.length) {
+    state.picked.addLayer(L.circleMarker(toLatLng(close[0].x, close[0].y),
+      { radius: 6, color: "#d00", weight: 2, fill: false, interactive: false, className: "picked-mark" }));
+  }
 }
 
 async function showCluster(label, offset, outliers) {
