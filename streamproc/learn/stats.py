@@ -39,7 +39,10 @@ def centred(block: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 def moments_chunk(block: np.ndarray, shift: np.ndarray) -> dict:
     """Count, sum and cross-product of ``block - shift``."""
-    rows = centred(block, shift)
+    return _moments(centred(block, shift))
+
+
+def _moments(rows: np.ndarray) -> dict:
     return {"n": len(rows), "sum": rows.sum(axis=0, dtype=np.float64), "cross": (rows.T @ rows).astype(np.float64)}
 
 
@@ -47,8 +50,13 @@ def moments_by_parity(rows: np.ndarray, start: int, run_rows: int) -> list[dict]
     """The moments (as :func:`moments_chunk`) of the even and of the odd runs of already centred rows
     that start at row ``start``: run ``i`` holds rows ``[i * run_rows, (i + 1) * run_rows)``. Each run's
     product is taken on a view of ``rows``, so the halves cost no copies and no more arithmetic than
-    the whole."""
+    the whole; runs shorter than a row is wide (``--chunk-rows`` that small) are gathered into two
+    copies instead, as a product and a width x width sum per run would cost more (8-row runs of
+    768-d rows: 10x)."""
     width = rows.shape[1]
+    if run_rows < width:
+        even = (np.arange(start, start + len(rows)) // run_rows) % 2 == 0
+        return [_moments(rows[even]), _moments(rows[~even])]
     crosses = [np.zeros((width, width), rows.dtype) for _ in (0, 1)]
     sums, counts = [np.zeros(width) for _ in (0, 1)], [0, 0]
     a = 0
