@@ -47,14 +47,14 @@ def chunk_rows(path: str | os.PathLike) -> int:
     return zarr.open_array(Path(path), mode="r").chunks[0]
 
 
-def _version(path: str | os.PathLike) -> tuple[int, int, int]:
-    """What changes when an array's metadata is rewritten (its shape grows) or the array is made anew."""
-    meta = (Path(path) / "zarr.json").stat()
-    return meta.st_mtime_ns, meta.st_ino, meta.st_size
+def _version(path: str | os.PathLike) -> bytes:
+    """The array's metadata, as its cache key: it changes when the shape grows or the array is made
+    anew (a modification time can stay the same within a clock tick, and a freed inode is reused)."""
+    return (Path(path) / "zarr.json").read_bytes()
 
 
 @lru_cache(maxsize=32)
-def _open(path: str, version: tuple[int, int, int], mode: str = "r") -> zarr.Array:
+def _open(path: str, version: bytes, mode: str = "r") -> zarr.Array:
     """An array opened once per process and version of its metadata (its shape grows with commits):
     opening it for every block of a pass cost 0.3-0.5 s of each thread in a 1M-row fit."""
     return zarr.open_array(path, mode=mode)
