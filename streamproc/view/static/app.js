@@ -66,7 +66,10 @@ async function loadInfo() {
   } else if (changed) {
     state.tiles.setUrl(tileUrl());
   }
-  if (changed) await loadClusters();
+  if (changed) {
+    state.picked.clearLayers();  // a new model places its rows elsewhere
+    await loadClusters();
+  }
 }
 
 async function loadClusters() {
@@ -130,7 +133,7 @@ async function showPoint(latlng) {
   box.replaceChildren(...(close.length ? close.map(rowView) : [el("div", { class: "muted" }, "No point within 8 pixels here.")]));
   // a ring on the nearest of the rows shown, so the panel and the map point at the same place
   state.picked.clearLayers();
-  if (close.length) {
+  if (close.length && close[0].x !== null) {
     state.picked.addLayer(L.circleMarker(toLatLng(close[0].x, close[0].y),
       { radius: 6, color: "#d00", weight: 2, fill: false, interactive: false, className: "picked-mark" }));
   }
