@@ -6,7 +6,7 @@
 # texts.csv (beside this script) holds 270 short texts written for streamproc on six topics
 # (cooking, football, astronomy, finance, gardening, software); its `topic` column is not used
 # by the pipeline, only by the test that checks the clusters against it.
-# Needs the text extra: pip install torch==2.13.0 'streamproc[text]'
+# Needs the text extra, from a checkout: a CPU torch (README, "Two commands"), then pip install '.[text]'
 set -euo pipefail
 work=$1
 here=$(cd "$(dirname "$0")" && pwd)
