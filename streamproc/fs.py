@@ -48,7 +48,7 @@ def fsync_tree(directory: Path, stop: threading.Event | None = None) -> None:
 def flushing(directory: Path):
     """fsync ``directory``'s files on a thread while the ``with`` block computes (it must not write
     them): the commit's own :func:`fsync_tree` then finds them on disk already. A 1M-row fit's
-    reduced rows (612 MB) took 1-1.9 s to flush under the lock at commit. An fsync error is raised
+    reduced rows (612 MB) took up to 1.9 s (py-spy) to flush under the lock at commit. An fsync error is raised
     after the block, as a one-line error naming the folder; when the block fails, the flush stops
     at the next file and its error is dropped (the block's own is raised)."""
     stop = threading.Event()
