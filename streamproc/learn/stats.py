@@ -48,27 +48,9 @@ def _moments(rows: np.ndarray) -> dict:
 
 def moments_by_parity(rows: np.ndarray, start: int, run_rows: int) -> list[dict]:
     """The moments (as :func:`moments_chunk`) of the even and of the odd runs of already centred rows
-    that start at row ``start``: run ``i`` holds rows ``[i * run_rows, (i + 1) * run_rows)``. Each run's
-    product is taken on a view of ``rows``, so the halves cost no copies and no more arithmetic than
-    the whole; runs shorter than a row is wide (``--chunk-rows`` that small) are gathered into two
-    copies instead, as a product and a width x width sum per run would cost more (8-row runs of
-    768-d rows: 10x)."""
-    width = rows.shape[1]
-    if run_rows < width:
-        even = (np.arange(start, start + len(rows)) // run_rows) % 2 == 0
-        return [_moments(rows[even]), _moments(rows[~even])]
-    crosses = [np.zeros((width, width), rows.dtype) for _ in (0, 1)]
-    sums, counts = [np.zeros(width) for _ in (0, 1)], [0, 0]
-    a = 0
-    while a < len(rows):
-        run = (start + a) // run_rows
-        b = min(len(rows), (run + 1) * run_rows - start)
-        part, parity = rows[a:b], run % 2
-        crosses[parity] += part.T @ part
-        sums[parity] += part.sum(axis=0, dtype=np.float64)
-        counts[parity] += b - a
-        a = b
-    return [{"n": counts[p], "sum": sums[p], "cross": crosses[p].astype(np.float64)} for p in (0, 1)]
+    that start at row ``start``: run ``i`` holds rows ``[i * run_rows, (i + 1) * run_rows)``."""
+    even = (np.arange(start, start + len(rows)) // run_rows) % 2 == 0
+    return [_moments(rows[even]), _moments(rows[~even])]
 
 
 def moments_finalize(stats: dict, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
