@@ -128,7 +128,7 @@ def read_raw(folder: Path, arr: zarr.Array, start: int, stop: int) -> np.ndarray
                 return None
             if with_crc and hi - lo < chunk:  # the checksum covers the whole chunk: read it all
                 data = np.frombuffer(os.pread(fd, chunk * row_bytes + 4, 0), np.uint8)
-                if google_crc32c.value(data[:-4].tobytes()) != int.from_bytes(data[-4:].tobytes(), "little"):
+                if google_crc32c.extend(0, data[:-4]) != int.from_bytes(data[-4:], "little"):
                     return None
                 target[:] = data[(lo - index * chunk) * row_bytes:(hi - index * chunk) * row_bytes]
                 continue
