@@ -21,7 +21,7 @@ _EXPORTS = {
     "ingest": "pipeline.ingest", "fit": "pipeline.fit", "FitOptions": "pipeline.fit", "classify": "pipeline.classify",
     "project": "pipeline.project", "export_labels": "pipeline.export", "open_store": "store.store",
     "store_info": "store.info", "load_model": "store.catalog", "activate_model": "store.catalog",
-    "render": "view.render", "write_report": "view.report", "StreamingPCA": "learn.pca",
+    "render": "view.render", "write_report": "view.report", "StreamingPCA": "learn.streaming_pca",
     "CentroidClassifier": "learn.classifier", "Model": "learn.model",
 }
 __all__ = [*_EXPORTS, "__version__"]

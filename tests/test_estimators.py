@@ -3,7 +3,7 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from streamproc.learn.classifier import CentroidClassifier
-from streamproc.learn.pca import StreamingPCA
+from streamproc.learn.streaming_pca import StreamingPCA
 
 DISTANCES = "decision_function returns the distance to every centroid, as streamproc's contract says: "
 EXPECTED_FAILURES = {

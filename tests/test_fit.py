@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score, davies_bouldin_score
 from sklearn.preprocessing import StandardScaler
 
 from streamproc.io.synth import Mixture
-from streamproc.learn.pca import StreamingPCA
+from streamproc.learn.streaming_pca import StreamingPCA
 from streamproc.pipeline.fit import FitOptions, fit
 from streamproc.pipeline.ingest import ingest
 from streamproc.store.catalog import load_model

@@ -1,19 +1,16 @@
-"""Streaming PCA with scikit-learn's estimator contract and two solvers.
-
-* ``covariance`` (default): exact. Each chunk adds its count, sum and cross-product (XᵀX); the
-  eigendecomposition of the merged covariance gives every component and the whole spectrum. The
-  chunk statistics merge in any order, so the same code runs across Dask workers.
-* ``incremental``: scikit-learn's ``IncrementalPCA.partial_fit`` (an SVD per chunk; sequential).
+"""PCA from streamed moments, in numpy: the exact solver's eigendecomposition and the one-read
+fit's subspace checks. Each chunk adds its count, sum and cross-product (XᵀX,
+``stats.moments_chunk``); the moments merge in any order, so the same code runs across Dask workers.
+The estimator with scikit-learn's contract (and its ``incremental`` solver) is
+:class:`.streaming_pca.StreamingPCA`: a fit does not import scikit-learn (1.0-1.3 s).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.decomposition import IncrementalPCA
-from sklearn.utils.validation import check_is_fitted, validate_data
+from dataclasses import dataclass
 
-from ..options import PCA_SOLVERS as SOLVERS
+import numpy as np
+
 from . import stats
 
 
@@ -22,88 +19,50 @@ def components_for_variance(ratios: np.ndarray, variance: float) -> int:
     return int(min(np.searchsorted(np.cumsum(ratios), variance - 1e-12) + 1, len(ratios)))
 
 
-class StreamingPCA(TransformerMixin, BaseEstimator):
-    """PCA fitted chunk by chunk.
+@dataclass
+class PCAFit:
+    """A fitted PCA: ``components`` (q x d, leading first) of rows with mean ``mean``; ``spectrum``
+    holds every eigenvalue (for the report's explained-variance curve) and ``total_variance`` their
+    sum. From moments (:func:`pca_from_moments`) it also keeps the unbiased ``covariance``, the
+    ``shift`` the moments were summed around and the ``moments`` themselves; None otherwise."""
+    mean: np.ndarray
+    components: np.ndarray
+    spectrum: np.ndarray
+    total_variance: float
+    covariance: np.ndarray | None = None
+    shift: np.ndarray | None = None
+    moments: dict | None = None
 
-    Parameters
-    ----------
-    variance : float
-        Keep the fewest components explaining at least this fraction of the variance.
-    n_components : int or None
-        Keep exactly this many components instead (overrides ``variance``).
-    solver : {"covariance", "incremental"}
-    """
+    @property
+    def n_components(self) -> int:
+        return len(self.components)
 
-    def __init__(self, variance: float = 0.95, n_components: int | None = None, solver: str = "covariance"):
-        self.variance = variance
-        self.n_components = n_components
-        self.solver = solver
+    @property
+    def explained_variance_ratio(self) -> np.ndarray:
+        total = self.total_variance
+        return self.spectrum[:self.n_components] / total if total > 0 else np.zeros(self.n_components)
 
-    def partial_fit(self, X, y=None):
-        first = not hasattr(self, "n_samples_seen_")
-        X = validate_data(self, X, reset=first, dtype=[np.float64, np.float32])
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if first:
-            self.n_samples_seen_ = 0
-            self.shift_ = X.mean(axis=0)
-            self._stats = None
-            self._ipca = IncrementalPCA() if self.solver == "incremental" else None
-        if self.solver == "incremental":
-            self._ipca.partial_fit(X)
-        else:
-            chunk = stats.moments_chunk(X, self.shift_)
-            self._stats = chunk if self._stats is None else stats.combine(self._stats, chunk)
-        self.n_samples_seen_ += len(X)
-        self._finalize()
-        return self
 
-    def fit(self, X, y=None, *, chunk_rows: int = 10_000):
-        for attr in ("n_samples_seen_", "n_features_in_"):
-            self.__dict__.pop(attr, None)
-        X = validate_data(self, X, dtype=[np.float64, np.float32])  # refuses empty, sparse, NaN input
-        for start in range(0, len(X), chunk_rows):
-            self.partial_fit(X[start:start + chunk_rows])
-        return self
+def pca_from_moments(moments: dict, shift: np.ndarray, variance: float, n_components: int | None) -> PCAFit:
+    """Exact PCA of the rows summed into ``moments`` around ``shift``: the eigendecomposition of
+    their unbiased covariance (as scikit-learn's PCA reports it), keeping ``n_components`` or the
+    fewest components that explain ``variance``."""
+    mean, covariance = stats.moments_finalize(moments, shift)
+    n = moments["n"]
+    covariance = covariance * (n / (n - 1)) if n > 1 else covariance
+    variances, vectors = np.linalg.eigh(covariance)
+    order = np.argsort(variances)[::-1]
+    spectrum = np.maximum(variances[order], 0.0)
+    total = float(np.trace(covariance))
+    return PCAFit(mean, keep_components(_fix_signs(vectors[:, order].T), spectrum, total, variance, n_components),
+                  spectrum, total, covariance, shift, moments)
 
-    def set_moments(self, total: dict, shift: np.ndarray):
-        """Finish from moments combined elsewhere (e.g. across Dask workers)."""
-        self.shift_, self._stats, self._ipca = shift, total, None
-        self.n_samples_seen_ = int(total["n"])
-        self.n_features_in_ = len(shift)
-        self._finalize()
-        return self
 
-    def _finalize(self) -> None:
-        if self._ipca is not None:
-            ipca = self._ipca
-            mean, components, variances = ipca.mean_, ipca.components_, ipca.explained_variance_
-            total_variance, cov = float(ipca.var_.sum()), None
-        else:
-            mean, cov = stats.moments_finalize(self._stats, self.shift_)
-            n = self._stats["n"]
-            cov = cov * (n / (n - 1)) if n > 1 else cov  # unbiased, as scikit-learn's PCA reports it
-            variances, vectors = np.linalg.eigh(cov)
-            order = np.argsort(variances)[::-1]
-            variances = np.maximum(variances[order], 0.0)
-            components = _fix_signs(vectors[:, order].T)
-            total_variance = float(np.trace(cov))
-        ratios = variances / total_variance if total_variance > 0 else np.zeros_like(variances)
-        keep = self.n_components or components_for_variance(ratios, self.variance)
-        keep = int(min(keep, len(variances)))
-        self.mean_ = mean
-        self.covariance_ = cov if self._ipca is None else None
-        self.spectrum_ = variances  # every eigenvalue, for the report's explained-variance curve
-        self.total_variance_ = total_variance
-        self.components_ = components[:keep]
-        self.explained_variance_ = variances[:keep]
-        self.explained_variance_ratio_ = ratios[:keep]
-        self.n_components_ = keep
-
-    def transform(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return (X - self.mean_) @ self.components_.T
+def keep_components(components: np.ndarray, spectrum: np.ndarray, total_variance: float, variance: float,
+                    n_components: int | None) -> np.ndarray:
+    """The leading ``n_components`` of ``components``, or the fewest that explain ``variance``."""
+    ratios = spectrum / total_variance if total_variance > 0 else np.zeros_like(spectrum)
+    return components[:int(min(n_components or components_for_variance(ratios, variance), len(spectrum)))]
 
 
 def basis_from_moments(moments: dict, shift: np.ndarray, variance: float, n_components: int | None,

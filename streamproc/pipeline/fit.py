@@ -40,8 +40,9 @@ from ..errors import StoreError, UsageError
 from ..fs import flushing, fsync_tree
 from ..learn import kmeans, stats
 from ..learn.model import QUANTILES, Model, normalize_rows
-from ..learn.pca import SOLVERS, StreamingPCA, basis_from_moments, pca_in_basis, subspace_angle  # noqa: F401
+from ..learn.pca import PCAFit, basis_from_moments, pca_from_moments, pca_in_basis, subspace_angle
 from ..options import CLASSIFIERS, DEFAULT_K, FIT_COMMIT_WAIT, LINKAGES, METRICS, SCALINGS, SELECTIONS
+from ..options import PCA_SOLVERS as SOLVERS
 from ..store import arrays
 from ..store.manifest import ModelEntry, utc_now
 from ..store.store import Store, block_ranges, make_staging_dir, open_writer, rows_per_block
@@ -330,11 +331,10 @@ def _larger_than_memory(store: Store) -> bool:
 
 
 def _pca_pass(store: Store, options: FitOptions, runner: Runner, vector_ranges, basis,
-              staging: Path) -> tuple[StreamingPCA, np.ndarray, Path | None]:
+              staging: Path) -> tuple[PCAFit, np.ndarray, Path | None]:
     """Pass 1 over the vectors: exact PCA moments and a uniform sample; with a basis, every row's
     projection onto it is written too (the reduced rows are then made from it, not from a second read)."""
     rows, sample_size = store.rows, min(options.sample, store.rows)
-    pca = StreamingPCA(options.variance, options.n_components, options.solver)
     projected_path = None
     if options.solver == "covariance":
         shift = store.read("vectors", 0, min(rows, 4096)).astype(np.float64).mean(axis=0)
@@ -345,19 +345,22 @@ def _pca_pass(store: Store, options: FitOptions, runner: Runner, vector_ranges, 
                                      options.seed, basis, str(projected_path) if basis is not None else None,
                                      store.manifest.chunk_rows,
                                      desc="pass 1/5 PCA" + (" + projection" if basis is not None else ""))
-        pca.set_moments(total, shift)
+        pca = pca_from_moments(total, shift, options.variance, options.n_components)
     else:  # IncrementalPCA is sequential: one read in this process, the sample drawn from the same blocks
-        total = None
+        from ..learn.streaming_pca import StreamingPCA
+
+        estimator, total = StreamingPCA(options.variance, options.n_components, options.solver), None
         with progress.bar(rows, "pass 1/5 IncrementalPCA") as bar:
             for start, block in store.iter_blocks("vectors", block_rows=max(vector_ranges[0][1], store.dim)):
-                pca.partial_fit(block.astype(np.float32))
+                estimator.partial_fit(block.astype(np.float32))
                 part = stats.sample_chunk(block, start, size=sample_size, total_rows=rows, seed=options.seed)
                 total = part if total is None else stats.combine(total, part)
                 bar.update(len(block))
+        pca = estimator.result_
     return pca, stats.sample_finalize(total).astype(np.float32), projected_path
 
 
-def _one_read_check(pca: StreamingPCA, basis: np.ndarray | None, decided: dict,
+def _one_read_check(pca: PCAFit, basis: np.ndarray | None, decided: dict,
                     options: FitOptions) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
     """Is the exact PCA of the projected rows close enough to exact PCA to reduce the rows from the
     projection? Measured against pass 1's exact covariance: its leading components against the exact
@@ -367,11 +370,11 @@ def _one_read_check(pca: StreamingPCA, basis: np.ndarray | None, decided: dict,
     not, the fit says so and reads the vectors again."""
     if basis is None:
         return decided, None
-    components, spectrum = pca_in_basis(pca.covariance_, basis.astype(np.float64), options.variance,
+    components, spectrum = pca_in_basis(pca.covariance, basis.astype(np.float64), options.variance,
                                         options.n_components)
-    q, total = pca.n_components_, pca.total_variance_
-    angle = subspace_angle(components[:q].T, pca.components_.T)
-    gap = float(pca.spectrum_[:q].sum() - spectrum[:q].sum()) / total
+    q, total = pca.n_components, pca.total_variance
+    angle = subspace_angle(components[:q].T, pca.components.T)
+    gap = float(pca.spectrum[:q].sum() - spectrum[:q].sum()) / total
     kept = float(spectrum[:len(components)].sum()) / total
     itself = _half_rows_angle(pca)
     limit = max(ONE_READ_MAX_ANGLE, itself)
@@ -390,28 +393,28 @@ def _one_read_check(pca: StreamingPCA, basis: np.ndarray | None, decided: dict,
     return check, (components, spectrum)
 
 
-def _half_rows_angle(pca: StreamingPCA) -> float:
+def _half_rows_angle(pca: PCAFit) -> float:
     """How far exact PCA itself moves: the largest principal angle between the kept components of
     the rows of every other chunk (pass 1's ``half_*`` moments) and of all rows; 0 without halves."""
-    moments = pca._stats
+    moments = pca.moments
     if not moments.get("half_n") or moments["half_n"] >= moments["n"]:
         return 0.0
     half = {"n": moments["half_n"], "sum": moments["half_sum"], "cross": moments["half_cross"].astype(np.float64)}
-    vectors = np.linalg.eigh(stats.moments_finalize(half, pca.shift_)[1])[1][:, ::-1]
-    return subspace_angle(vectors[:, :pca.n_components_], pca.components_.T)
+    vectors = np.linalg.eigh(stats.moments_finalize(half, pca.shift)[1])[1][:, ::-1]
+    return subspace_angle(vectors[:, :pca.n_components], pca.components.T)
 
 
-def _draft_model(pca: StreamingPCA, options: FitOptions, model_id: str, store: Store,
+def _draft_model(pca: PCAFit, options: FitOptions, model_id: str, store: Store,
                  in_basis: tuple[np.ndarray, np.ndarray] | None = None) -> Model:
     """The model without its clusters: PCA (exact, or with ``in_basis`` the exact PCA of the one-read
     projection: components and spectrum), and the scaling of the components in closed form from the spectrum."""
-    components, spectrum = in_basis if in_basis is not None else (pca.components_, pca.spectrum_)
+    components, spectrum = in_basis if in_basis is not None else (pca.components, pca.spectrum)
     variances = spectrum[:len(components)]
     scale = {"none": np.ones_like(variances),
              "global": np.full_like(variances, 1.0 / np.sqrt(max(variances.mean(), 1e-30))),
              "whiten": 1.0 / np.sqrt(np.maximum(variances, 1e-30))}[options.scaling]
-    return Model(id=model_id, dim=store.dim, metric=options.metric, scaling=options.scaling, pca_mean=pca.mean_,
-                 pca_components=components, spectrum=spectrum, total_variance=pca.total_variance_,
+    return Model(id=model_id, dim=store.dim, metric=options.metric, scaling=options.scaling, pca_mean=pca.mean,
+                 pca_components=components, spectrum=spectrum, total_variance=pca.total_variance,
                  scale=scale, centroids=np.zeros((1, len(components))), quantiles=np.zeros((1, 4)),
                  cluster_sizes=np.zeros(1), cluster_mean_distance=np.zeros(1), noise_variance=0.0, scores=[],
                  params=_params(options), fit_rows=(0, store.rows))
@@ -430,7 +433,7 @@ def _reduce_pass(draft: Model, options: FitOptions, runner: Runner, source: Path
     k-means epoch is summed from the same read."""
     a, b = draft.affine()
     if basis is not None:
-        a, b = basis.T @ a, (pca.shift_.astype(np.float32) @ a + b).astype(np.float32)
+        a, b = basis.T @ a, (pca.shift.astype(np.float32) @ a + b).astype(np.float32)
     reduced_path = staging / "reduced"
     _staged_array(reduced_path, draft.fit_rows[1], draft.n_components, ranges)
     what = "projection" if basis is not None else "vectors"
