@@ -12,7 +12,7 @@ import zarr
 from conftest import kill_before_commit, run_streamproc, spawn_streamproc, validate
 
 from streamproc.io.synth import Mixture
-from streamproc.learn.align import SAME_CLUSTER, centroid_distances, label_positions
+from streamproc.learn.align import SAME_CLUSTER, centroid_distances, cheapest_matching, label_positions
 from streamproc.store.catalog import load_model
 
 MIX = Mixture(dim=32, clusters=8, rank=12, spread_rank=4, seed=3)
@@ -103,6 +103,27 @@ def test_same_cluster_threshold_is_relative_to_the_spread(store, cli):
     assert np.allclose(np.diag(d), 0, atol=1e-3 * model.cluster_mean_distance.max())
     off = d[~np.eye(model.k, dtype=bool)].reshape(model.k, model.k - 1)
     assert (off.min(axis=1) > SAME_CLUSTER * model.cluster_mean_distance).all()  # other clusters never "same"
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (4, 9), (9, 4)])
+def test_cheapest_matching_costs_what_the_hungarian_algorithm_costs(shape):
+    """Random costs (where the row minima often collide, so scipy decides) and costs with a clear
+    partner for each cluster (where the row minima decide): the least total, one-to-one."""
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        cost = rng.random(shape)
+        if trial % 2:  # each row of the shorter side has a distinct cheapest partner
+            short = min(shape)
+            partners = rng.permutation(max(shape))[:short]
+            view = cost if shape[0] <= shape[1] else cost.T
+            view[np.arange(short), partners] = -rng.random(short)
+        rows, cols = cheapest_matching(cost)
+        best_rows, best_cols = linear_sum_assignment(cost)
+        assert cost[rows, cols].sum() == pytest.approx(cost[best_rows, best_cols].sum())
+        assert len(set(rows.tolist())) == len(set(cols.tolist())) == min(shape)
+        np.testing.assert_array_equal(rows, np.sort(rows))
 
 
 def test_label_positions_map_ids_back_to_centroids():
