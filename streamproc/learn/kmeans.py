@@ -14,9 +14,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
 
-from . import stats
+from . import lloyd, stats
 from .model import normalize_rows
 
 
@@ -46,17 +45,15 @@ def init_centroids(sample: np.ndarray, k: int, *, seed: int, metric: str, restar
     Restarts matter more than sample size: on the benchmark mixture, 3 restarts on 20k rows often
     ended in a local optimum that merges two clusters and splits another (Davies-Bouldin 1.41 at
     k = 20), which then made the sweep pick a wrong k; 10 restarts on 10k rows found the better
-    optimum every time (benchmarks/README.md, "Initialisation"). The seeding runs in float64:
-    scikit-learn's k-means++ is 5x slower on float32 rows (it upcasts distances chunk by chunk)."""
+    optimum every time (benchmarks/README.md, "Initialisation"). k-means++ runs on float64 rows,
+    Lloyd on the sample's (:mod:`.lloyd`)."""
     rng = np.random.RandomState(seed)
-    rows = sample.astype(np.float64)
     best = None
     for _ in range(restarts):
-        seeds, _ = kmeans_plusplus(rows, k, random_state=rng)
-        km = KMeans(n_clusters=k, init=seeds.astype(sample.dtype), n_init=1, max_iter=100).fit(sample)
-        if best is None or km.inertia_ < best.inertia_:
-            best = km
-    centroids = split_merge(sample, best.cluster_centers_, best.inertia_, rng)
+        fitted = lloyd.kmeans(sample, k, rng)
+        if best is None or fitted.inertia < best.inertia:
+            best = fitted
+    centroids = split_merge(sample, best.centers, best.inertia, rng)
     return normalize_rows(centroids) if metric == "cosine" else centroids
 
 
@@ -80,9 +77,9 @@ def split_merge(sample: np.ndarray, centroids: np.ndarray, inertia: float, rng: 
         for i, j, s, halves in moves:
             merged = (counts[i] * centroids[i] + counts[j] * centroids[j]) / max(counts[i] + counts[j], 1.0)
             start = np.vstack([np.delete(centroids, [i, j, s], axis=0), merged[None], halves]).astype(sample.dtype)
-            km = KMeans(n_clusters=k, init=start, n_init=1, max_iter=100).fit(sample)
-            if km.inertia_ < inertia * (1 - gain):
-                centroids, inertia = km.cluster_centers_, km.inertia_
+            fitted = lloyd.lloyd(sample, start)
+            if fitted.inertia < inertia * (1 - gain):
+                centroids, inertia = fitted.centers, fitted.inertia
                 break
         else:
             break  # no move paid
@@ -112,8 +109,7 @@ def _widest(sample: np.ndarray, labels: np.ndarray, k: int, n: int) -> list[int]
 
 def _splits(sample: np.ndarray, labels: np.ndarray, clusters: list[int], rng) -> list[tuple[int, np.ndarray]]:
     """Each cluster's two halves (2-means centroids)."""
-    return [(c, KMeans(n_clusters=2, n_init=1, random_state=rng, max_iter=50).fit(sample[labels == c]).cluster_centers_)
-            for c in clusters]
+    return [(c, lloyd.kmeans(sample[labels == c], 2, rng, max_iter=50).centers) for c in clusters]
 
 
 def init_centroid_sets(sample: np.ndarray, ks: list[int], *, seed: int, metric: str,

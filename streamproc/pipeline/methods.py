@@ -50,9 +50,9 @@ def init_centroid_sets(options, sample_z: np.ndarray) -> list[np.ndarray]:
         return kmeans.init_centroid_sets(sample_z, options.ks, seed=options.seed, metric=options.metric,
                                          restarts=options.restarts)
     if options.method == "agglomerative":  # k-means++ seeds are enough: the Lloyd epochs refine them
-        from sklearn.cluster import kmeans_plusplus
+        from ..learn.lloyd import kmeans_plusplus
 
-        seeds, _ = kmeans_plusplus(sample_z.astype(np.float64), options.micro_clusters, random_state=options.seed)
+        seeds = kmeans_plusplus(sample_z.astype(np.float64), options.micro_clusters, np.random.RandomState(options.seed))
         return [normalize_rows(seeds) if options.metric == "cosine" else seeds]
     return []
 
