@@ -76,10 +76,11 @@ def test_kmeans_plusplus_refuses_more_centers_than_rows():
         lloyd.kmeans_plusplus(np.zeros((3, 2)), 4, np.random.RandomState(0))
 
 
-def test_a_fit_does_not_import_scikit_learn(tmp_path):
+def test_a_local_fit_does_not_import_scikit_learn_or_distributed(tmp_path):
     """Importing scikit-learn costs a fit 1.0-1.3 s (scipy.stats, pandas): the default k-means fit,
-    its seeding included, runs without it; and a refit whose clusters each have a clear
-    predecessor matches them without scipy.optimize (0.25 s)."""
+    its seeding included, runs without it; a refit whose clusters each have a clear predecessor
+    matches them without scipy.optimize (0.25 s); and without --scheduler, dask.distributed (0.28 s)
+    is not imported."""
     script = f"""
 import sys, numpy as np
 from streamproc.pipeline.ingest import ingest
@@ -90,7 +91,7 @@ np.save({str(tmp_path / 'x.npy')!r}, x)
 ingest({str(tmp_path / 'store')!r}, [{str(tmp_path / 'x.npy')!r}], chunk_rows=1000)
 fit({str(tmp_path / 'store')!r}, FitOptions(ks=[3, 4, 5]))
 fit({str(tmp_path / 'store')!r}, FitOptions(ks=[3, 4, 5], seed=1))
-print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas') or m == 'scipy.optimize'))
+print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 'distributed') or m == 'scipy.optimize'))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout[-2000:]

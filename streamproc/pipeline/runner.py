@@ -159,7 +159,9 @@ class Runner:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):  # Dask threads x BLAS threads <= cores
-            return dask.compute(tasks, scheduler="threads", num_workers=self.threads)[0]
+            # the scheduler function, not its name: given a name, dask imports distributed (0.28 s) to
+            # look for a client
+            return dask.compute(tasks, scheduler=dask.threaded.get, num_workers=self.threads)[0]
 
     def map_blocks(self, path: Path, ranges: list[tuple[int, int]], fn: Callable, *args,
                    desc: str = "", **kwargs) -> Iterator[tuple[int, object]]:
