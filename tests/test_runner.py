@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 
 from streamproc.learn.stats import combine
-from streamproc.pipeline.runner import GROUP_BLOCKS, Runner
+from streamproc.pipeline.runner import REDUCE_GROUP_BLOCKS, Runner
 from streamproc.store import arrays
 from streamproc.store.store import block_ranges
 
@@ -41,16 +41,17 @@ def _big_result(block, start):
 def test_reduce_blocks_holds_few_block_results_at_once(tmp_path):
     global alive, most_alive
     path = tmp_path / "rows"
-    arrays.create_rows(path, 640, 4, 10)
-    arrays.write_block(str(path), 0, np.ones((640, 4), np.float32))
-    ranges = block_ranges(640, 10)  # 64 blocks: four groups of 16
+    rows = 4 * REDUCE_GROUP_BLOCKS * 10
+    arrays.create_rows(path, rows, 4, 10)
+    arrays.write_block(str(path), 0, np.ones((rows, 4), np.float32))
+    ranges = block_ranges(rows, 10)  # four groups
     alive = most_alive = 0
     with Runner(threads=2) as runner:
         total = runner.reduce_blocks(path, ranges, _big_result)
-    assert total["n"] == 640 and np.all(total["cross"] == 640.0)
-    assert combine(total)["n"] == 640
-    # a flat group keeps all of its GROUP_BLOCKS results until the group's combine: 16 here
-    assert most_alive <= 6 < GROUP_BLOCKS, f"{most_alive} block results were alive at once"
+    assert total["n"] == rows and np.all(total["cross"] == float(rows))
+    assert combine(total)["n"] == rows
+    # a flat group keeps all of its REDUCE_GROUP_BLOCKS results until the group's combine
+    assert most_alive <= 6 < REDUCE_GROUP_BLOCKS, f"{most_alive} block results were alive at once"
 
 
 # ---- read-ahead: a pass reads the disk while it computes -------------------------------------------
