@@ -131,6 +131,8 @@ class _TerminalBar(_Silent):
 
     def update(self, n: int = 1) -> None:
         self.tqdm.update(n)
+        if self.tqdm.disable:  # TQDM_DISABLE in the environment: tqdm keeps no clock then
+            return
         shown = time.time() >= self.tqdm.start_t + self.tqdm.delay  # as tqdm decides to draw (its clock)
         if shown and self.tqdm.total is not None and self.tqdm.n >= self.tqdm.total:
             self.tqdm.refresh()  # the full bar, even when the last update came within tqdm's redraw interval

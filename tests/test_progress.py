@@ -82,6 +82,12 @@ def test_on_a_terminal_fit_and_umap_draw_bars(store):
     assert "project: UMAP on 600 sample rows" in drawn
 
 
+def test_tqdm_disabled_in_the_environment_does_not_break_a_terminal_run(store):
+    """TQDM_DISABLE makes tqdm skip its setup (no clock): the bars' own checks must not assume one."""
+    drawn = _on_a_terminal("fit", store, "--k", "3", env={**SHOW_ALL, "TQDM_DISABLE": "1"})
+    assert "Traceback" not in drawn and "model m" in drawn, drawn[-2000:]
+
+
 def test_a_cold_numba_cache_is_announced(store, tmp_path):
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     assert progress.numba_cache_is_cold() is False  # this environment has compiled before
