@@ -50,9 +50,7 @@ def _manifest(store):
 
 def test_refit_with_another_seed_keeps_the_ids_of_the_rows(cli, store):
     store, _ = store
-    # k-means on MIX at k = 8 has two near-equal optima (inertia 151.2k and 152.7k, ARI 0.78 both; 100
-    # seeds reach the first 54 times): seeds 1 and 5 reach the same one, so every row keeps its cluster
-    first = cli.json("fit", store, "--k", "8", "--seed", "1", schema="fit")
+    first = cli.json("fit", store, "--k", "8", "--seed", "0", schema="fit")
     assert first["cluster_ids"] == list(range(8)) and first["aligned_to"] is None
     cli.json("classify", store)
     second = cli.json("fit", store, "--k", "8", "--seed", "5", "--sample", "4000", "--activate", schema="fit")

@@ -1,11 +1,13 @@
-"""K-means in memory, in numpy: scikit-learn's greedy k-means++ and Lloyd's algorithm with its
-stopping rule, for the sample a streamed fit starts from (:func:`kmeans.init_centroids`).
+"""K-means in memory, in numpy: scikit-learn's greedy k-means++ (with its random draws, so a seed
+gives the starts it gave) and Lloyd's algorithm with its stopping rule, for the sample a streamed fit
+starts from (:func:`kmeans.init_centroids`).
 
 Why not scikit-learn's ``KMeans``: importing scikit-learn costs a fit 1.0-1.3 s (it pulls in
 scipy.stats and pandas), as much as the whole seeding. This runs as fast as its compiled loop on the
-sample (10k x 153, k = 8..32, same starts: the same iterations and inertia within 4e-6, 0.9-1.1x its
+sample (10k x 153, k = 8..32, same starts: the same iterations, inertia within 4e-6, 0.9-1.1x its
 time; benchmarks/README.md, "Seeding in numpy"): an iteration is one BLAS product for the distances,
-and only the rows that changed cluster are summed again.
+and only the rows that changed cluster are summed again. Unlike ``KMeans`` the rows are not centred
+first: the reduced rows a fit passes are centred already.
 """
 
 from __future__ import annotations
@@ -20,25 +22,26 @@ class KMeansResult:
     centers: np.ndarray  # k x d, in the rows' dtype
     labels: np.ndarray  # each row's nearest center
     inertia: float  # sum of squared distances of the rows to their centers (float64)
-    n_iter: int  # center updates made
+    n_iter: int  # center updates made (scikit-learn also counts the pass that finds no change)
 
 
 def kmeans(x: np.ndarray, k: int, rng: np.random.RandomState, *, max_iter: int = 100,
            tol: float = 1e-4) -> KMeansResult:
     """k-means++ on float64 copies of the rows, then Lloyd's algorithm on the rows."""
-    return lloyd(x, kmeans_plusplus(x.astype(np.float64), k, rng), max_iter=max_iter, tol=tol)
+    return lloyd(x, kmeans_plusplus(x, k, rng), max_iter=max_iter, tol=tol)
 
 
 def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
     """``k`` rows of ``x`` as starting centers, by greedy k-means++ (scikit-learn's): each center is
     the best, by the potential it leaves, of ``2 + log k`` rows drawn with probability proportional
-    to their squared distance from the centers chosen so far."""
+    to their squared distance from the centers chosen so far. Computed in float64."""
+    x = np.asarray(x, dtype=np.float64)
     n = len(x)
     if not 1 <= k <= n:
         raise ValueError(f"k-means++ needs 1 <= k <= the number of rows ({n}); got k = {k}")
     norms = _squared_norms(x)
     trials = 2 + int(np.log(k))
-    picked = [int(rng.randint(n))]
+    picked = [int(rng.choice(n, p=np.full(n, 1.0 / n)))]  # a uniform draw, as scikit-learn draws it
     closest = _squared_distances(x, norms, [picked[0]])[0]
     potential = closest.sum()
     for _ in range(1, k):
@@ -56,20 +59,23 @@ def lloyd(x: np.ndarray, centers: np.ndarray, *, max_iter: int = 100, tol: float
     """Lloyd's algorithm from ``centers``, stopped as scikit-learn's ``KMeans`` stops: when no row
     changes cluster, or when the centers' total squared move is at most ``tol`` x the rows' mean
     per-feature variance, or after ``max_iter`` updates. An empty cluster takes the row farthest
-    from its center, as in scikit-learn."""
+    from its center, as in scikit-learn. Rows that are not floats are taken as float64."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
     centers = np.array(centers, dtype=x.dtype)
     k = len(centers)
     limit = tol * float(np.mean(np.var(x, axis=0)))
-    labels, far = _nearest(x, centers)
+    labels, own = _nearest(x, centers)
     counts, sums = _cluster_sums(x, labels, k)
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        counts, sums = _fill_empty(x, labels, far, counts, sums)
+        labels, counts, sums = _fill_empty(x, labels, own, counts, sums)
         new = (sums / np.maximum(counts, 1)[:, None]).astype(x.dtype)
         shift = float(((new - centers).astype(np.float64) ** 2).sum())
         centers = new
-        relabelled, far = _nearest(x, centers)
+        relabelled, own = _nearest(x, centers)
         changed = np.flatnonzero(relabelled != labels)
         if len(changed) == 0:
             break
@@ -97,8 +103,8 @@ def _squared_distances(x: np.ndarray, norms: np.ndarray, rows) -> np.ndarray:
 
 
 def _nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's nearest center, and the squared distance to it up to a term of the row's own (which
-    orders rows by distance only within one cluster; :func:`_fill_empty` adds it back)."""
+    """Each row's nearest center, and its score there: the squared distance less the row's own squared
+    norm (:func:`_fill_empty` adds it back)."""
     scores = x @ centers.T
     scores *= -2
     scores += _squared_norms(centers)
@@ -113,17 +119,18 @@ def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray
     return np.bincount(labels, minlength=k), (members @ x).astype(np.float64)
 
 
-def _fill_empty(x: np.ndarray, labels: np.ndarray, far: np.ndarray, counts: np.ndarray,
-                sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Give each empty cluster one of the rows farthest from their centers (taken from its cluster)."""
+def _fill_empty(x: np.ndarray, labels: np.ndarray, own: np.ndarray, counts: np.ndarray,
+                sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Give each empty cluster one of the rows farthest from their centers (taken from its cluster);
+    ``own`` is each row's :func:`_nearest` score. Returns new labels, counts and sums."""
     empty = np.flatnonzero(counts == 0)
     if not len(empty):
-        return counts, sums
-    counts, sums = counts.copy(), sums.copy()
-    distances = far.astype(np.float64) + _squared_norms(x).astype(np.float64)
+        return labels, counts, sums
+    labels, counts, sums = labels.copy(), counts.copy(), sums.copy()
+    distances = own.astype(np.float64) + _squared_norms(x).astype(np.float64)
     for cluster, row in zip(empty, np.argsort(distances)[::-1][:len(empty)]):
         counts[labels[row]] -= 1
         sums[labels[row]] -= x[row]
         counts[cluster], sums[cluster] = 1, x[row]
         labels[row] = cluster
-    return counts, sums
+    return labels, counts, sums

@@ -52,7 +52,7 @@ def init_centroid_sets(options, sample_z: np.ndarray) -> list[np.ndarray]:
     if options.method == "agglomerative":  # k-means++ seeds are enough: the Lloyd epochs refine them
         from ..learn.lloyd import kmeans_plusplus
 
-        seeds = kmeans_plusplus(sample_z.astype(np.float64), options.micro_clusters, np.random.RandomState(options.seed))
+        seeds = kmeans_plusplus(sample_z, options.micro_clusters, np.random.RandomState(options.seed))
         return [normalize_rows(seeds) if options.metric == "cosine" else seeds]
     return []
 
