@@ -131,7 +131,8 @@ def test_the_page_shows_the_map_rows_and_probabilities(page):
         "map.fitBounds(L.latLngBounds([[-256, 0], [0, 256]]), {animate: false}); "
         "const m = document.getElementById('map').getBoundingClientRect(); "
         "for (let y = -16; y > -256; y -= 16) { const p = map.latLngToContainerPoint(L.latLng(y, -4)); "
-        "  if (!document.elementFromPoint(m.left + p.x, m.top + p.y).closest('.cluster-label')) return [p.x, p.y]; }")
+        "  const e = document.elementFromPoint(m.left + p.x, m.top + p.y); "
+        "  if (e && !e.closest('.cluster-label')) return [p.x, p.y]; }")
     assert empty and 0 < empty[0] < size["width"] and 0 < empty[1] < size["height"], empty
     ActionChains(driver).move_to_element_with_offset(map_el, empty[0] - size["width"] / 2,
                                                      empty[1] - size["height"] / 2).click().perform()

@@ -55,8 +55,9 @@ def match_clusters(reference: Model, model: Model) -> dict[int, int]:
 
 
 def cheapest_matching(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The one-to-one matching of rows to columns with the least total cost, as
-    ``scipy.optimize.linear_sum_assignment`` gives it. When every row of the shorter side has its
+    """A one-to-one matching of rows to columns with the least total cost, as
+    ``scipy.optimize.linear_sum_assignment`` finds (where several cost the same, possibly another
+    of them). When every row of the shorter side has its
     cheapest partner in a different place, taking those is optimal (no matching costs less than the
     sum of the row minima): the usual refit, which then does not import scipy.optimize (0.25 s)."""
     short = cost if cost.shape[0] <= cost.shape[1] else cost.T

@@ -19,12 +19,13 @@ def components_for_variance(ratios: np.ndarray, variance: float) -> int:
     return int(min(np.searchsorted(np.cumsum(ratios), variance - 1e-12) + 1, len(ratios)))
 
 
-@dataclass
+@dataclass(eq=False)
 class PCAFit:
     """A fitted PCA: ``components`` (q x d, leading first) of rows with mean ``mean``; ``spectrum``
     holds every eigenvalue (for the report's explained-variance curve) and ``total_variance`` their
     sum. From moments (:func:`pca_from_moments`) it also keeps the unbiased ``covariance``, the
-    ``shift`` the moments were summed around and the ``moments`` themselves; None otherwise."""
+    ``shift`` the moments were summed around and the ``moments`` themselves (the incremental
+    solver's has a ``shift``, its first block's mean, and neither of the others)."""
     mean: np.ndarray
     components: np.ndarray
     spectrum: np.ndarray

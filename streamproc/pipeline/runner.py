@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dask
+import dask.threaded
 import numpy as np
 
 from .. import progress
@@ -22,10 +23,11 @@ from ..learn.stats import combine
 from ..store import arrays
 
 GROUP_BLOCKS = 16  # map_blocks: blocks a compute runs, whose results are held until the group ends
-# reduce_blocks: blocks a compute runs (their statistics combined up a tree as they arrive, so a group
-# holds a few results, not 64). Between computes the threads drain: the group's last block runs while
-# the other thread waits. 16 a group cost the 1M fit 0.3-0.6 s over its four passes (3 rounds each:
-# 11.5-11.6 s against 11.0-11.2 s), about the figure of a drain per group.
+# reduce_blocks: tasks a compute runs (a task is one block here, CLUSTER_BLOCKS_PER_TASK on a
+# cluster); their statistics are combined up a tree as they arrive, so a group holds a few results,
+# not 64. Between computes the threads drain: the group's last block runs while the other thread
+# waits. 16 a group cost the 1M fit 0.3-0.6 s over its four passes (3 alternated rounds: 11.5-13.7 s
+# against 11.0-11.2 s), about the figure of a drain per group.
 REDUCE_GROUP_BLOCKS = 64
 # Each task, once its own block is read, asks the kernel to read the rows of the next few blocks
 # (``arrays.prefetch``): while the threads compute, the disk reads what they take next. A pass
