@@ -53,6 +53,10 @@ def test_npz_with_ids_and_texts(cli, tmp_path):
     assert zarr.open_array(store / "ids", mode="r")[:].tolist() == ids.tolist()
     assert zarr.open_array(store / "texts", mode="r")[3] == "text number 3"
     np.testing.assert_array_equal(zarr.open_array(store / "vectors", mode="r")[:], vectors)
+    # info names the same columns beside the vectors as info --json
+    assert cli.json("info", store, schema="info")["columns"] == ["ids", "texts"]
+    line = next(line for line in cli("info", store).stdout.splitlines() if line.startswith("columns"))
+    assert line.split(None, 1)[1] == "ids, texts (beside the vectors)"
 
 
 def test_npz_with_several_arrays_needs_array_option(cli, tmp_path):

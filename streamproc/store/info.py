@@ -37,7 +37,7 @@ def format_info(info: dict) -> str:
     lines = [
         f"store    {info['path']}",
         f"rows     {info['rows']:,} x {info['dim']} {info['dtype']} (chunks of {info['chunk_rows']:,} rows)",
-        f"columns  vectors{''.join(', ' + c for c in info['columns'])}",
+        f"columns  {', '.join(info['columns']) or 'none'} (beside the vectors)",
         f"batches  {len(info['batches'])}",
     ]
     for b in info["batches"][-10:]:
