@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# rows whose n x k distances and k x n memberships are held at once: a fit's 10k-row sample in one
+# piece; a large --sample with a large k stays at CHUNK_ROWS x k per thread (k = 500: about 65 MB)
+CHUNK_ROWS = 16_384
+
 
 @dataclass
 class KMeansResult:
@@ -104,19 +108,27 @@ def _squared_distances(x: np.ndarray, norms: np.ndarray, rows) -> np.ndarray:
 
 def _nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's nearest center, and its score there: the squared distance less the row's own squared
-    norm (:func:`_fill_empty` adds it back)."""
-    scores = x @ centers.T
-    scores *= -2
-    scores += _squared_norms(centers)
-    labels = np.argmin(scores, axis=1)
-    return labels, scores[np.arange(len(x)), labels]
+    norm (:func:`_fill_empty` adds it back). ``CHUNK_ROWS`` rows at a time."""
+    norms = _squared_norms(centers)
+    labels, own = np.empty(len(x), np.intp), np.empty(len(x), x.dtype)
+    for a in range(0, len(x), CHUNK_ROWS):
+        scores = x[a:a + CHUNK_ROWS] @ centers.T
+        scores *= -2
+        scores += norms
+        labels[a:a + CHUNK_ROWS] = np.argmin(scores, axis=1)
+        own[a:a + CHUNK_ROWS] = scores[np.arange(len(scores)), labels[a:a + CHUNK_ROWS]]
+    return labels, own
 
 
 def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each cluster's row count and row sum (summed in the rows' dtype, as scikit-learn sums them):
-    one BLAS product with the clusters' 0/1 membership, 2x faster than sorting the rows by cluster."""
-    members = (labels == np.arange(k)[:, None]).astype(x.dtype)
-    return np.bincount(labels, minlength=k), (members @ x).astype(np.float64)
+    a BLAS product with the clusters' 0/1 membership, 2x faster than sorting the rows by cluster;
+    ``CHUNK_ROWS`` rows at a time."""
+    sums = np.zeros((k, x.shape[1]))
+    for a in range(0, len(x), CHUNK_ROWS):
+        members = (labels[a:a + CHUNK_ROWS] == np.arange(k)[:, None]).astype(x.dtype)
+        sums += members @ x[a:a + CHUNK_ROWS]
+    return np.bincount(labels, minlength=k), sums
 
 
 def _fill_empty(x: np.ndarray, labels: np.ndarray, own: np.ndarray, counts: np.ndarray,
