@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .stats import nearest_in_sets, sq_distances
+
 # rows whose n x k distances and k x n memberships are held at once: a fit's 10k-row sample in one
 # piece; a large --sample with a large k stays at CHUNK_ROWS x k per thread (k = 500: about 65 MB)
 CHUNK_ROWS = 16_384
@@ -46,12 +48,12 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.RandomState) -> np.nda
     norms = _squared_norms(x)
     trials = 2 + int(np.log(k))
     picked = [int(rng.choice(n, p=np.full(n, 1.0 / n)))]  # a uniform draw, as scikit-learn draws it
-    closest = _squared_distances(x, norms, [picked[0]])[0]
+    closest = sq_distances(x[picked], x, norms)[0]
     potential = closest.sum()
     for _ in range(1, k):
         draws = rng.uniform(size=trials) * potential
         candidates = np.minimum(np.searchsorted(np.cumsum(closest), draws), n - 1)
-        left = np.minimum(closest, _squared_distances(x, norms, candidates))  # each candidate's new closest
+        left = np.minimum(closest, sq_distances(x[candidates], x, norms))  # each candidate's new closest
         potentials = left.sum(axis=1)
         best = int(np.argmin(potentials))
         picked.append(int(candidates[best]))
@@ -70,16 +72,17 @@ def lloyd(x: np.ndarray, centers: np.ndarray, *, max_iter: int = 100, tol: float
     centers = np.array(centers, dtype=x.dtype)
     k = len(centers)
     limit = tol * float(np.mean(np.var(x, axis=0)))
-    labels, own = _nearest(x, centers)
+    norms = _squared_norms(x)
+    labels, distances = _nearest(x, norms, centers)
     counts, sums = _cluster_sums(x, labels, k)
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        labels, counts, sums = _fill_empty(x, labels, own, counts, sums)
+        labels, counts, sums = _fill_empty(x, labels, distances, counts, sums)
         new = (sums / np.maximum(counts, 1)[:, None]).astype(x.dtype)
         shift = float(((new - centers).astype(np.float64) ** 2).sum())
         centers = new
-        relabelled, own = _nearest(x, centers)
+        relabelled, distances = _nearest(x, norms, centers)
         changed = np.flatnonzero(relabelled != labels)
         if len(changed) == 0:
             break
@@ -100,24 +103,14 @@ def _squared_norms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
-def _squared_distances(x: np.ndarray, norms: np.ndarray, rows) -> np.ndarray:
-    """Squared distances (len(rows) x n) from the rows ``rows`` of ``x`` to every row."""
-    products = x[rows] @ x.T
-    return np.maximum(norms[None, :] - 2 * products + norms[rows][:, None], 0)
-
-
-def _nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's nearest center, and its score there: the squared distance less the row's own squared
-    norm (:func:`_fill_empty` adds it back). ``CHUNK_ROWS`` rows at a time."""
-    norms = _squared_norms(centers)
-    labels, own = np.empty(len(x), np.intp), np.empty(len(x), x.dtype)
+def _nearest(x: np.ndarray, norms: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest center and squared distance to it (``norms``: the rows' squared norms),
+    ``CHUNK_ROWS`` rows at a time."""
+    labels, distances = np.empty(len(x), np.intp), np.empty(len(x), x.dtype)
     for a in range(0, len(x), CHUNK_ROWS):
-        scores = x[a:a + CHUNK_ROWS] @ centers.T
-        scores *= -2
-        scores += norms
-        labels[a:a + CHUNK_ROWS] = np.argmin(scores, axis=1)
-        own[a:a + CHUNK_ROWS] = scores[np.arange(len(scores)), labels[a:a + CHUNK_ROWS]]
-    return labels, own
+        [(labels[a:a + CHUNK_ROWS], distances[a:a + CHUNK_ROWS])] = nearest_in_sets(
+            x[a:a + CHUNK_ROWS], [centers], norms[a:a + CHUNK_ROWS])
+    return labels, distances
 
 
 def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,15 +124,14 @@ def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray
     return np.bincount(labels, minlength=k), sums
 
 
-def _fill_empty(x: np.ndarray, labels: np.ndarray, own: np.ndarray, counts: np.ndarray,
+def _fill_empty(x: np.ndarray, labels: np.ndarray, distances: np.ndarray, counts: np.ndarray,
                 sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Give each empty cluster one of the rows farthest from their centers (taken from its cluster);
-    ``own`` is each row's :func:`_nearest` score. Returns new labels, counts and sums."""
+    """Give each empty cluster one of the rows farthest from their centers (``distances``, squared),
+    taken from its cluster. Returns new labels, counts and sums."""
     empty = np.flatnonzero(counts == 0)
     if not len(empty):
         return labels, counts, sums
     labels, counts, sums = labels.copy(), counts.copy(), sums.copy()
-    distances = own.astype(np.float64) + _squared_norms(x).astype(np.float64)
     for cluster, row in zip(empty, np.argsort(distances)[::-1][:len(empty)]):
         counts[labels[row]] -= 1
         sums[labels[row]] -= x[row]

@@ -105,13 +105,14 @@ def sample_finalize(stats: dict) -> np.ndarray:
 
 
 # ---- k-means: one Lloyd step for every k of a sweep from the same block -----------------------
-def sq_distances(z: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+def sq_distances(z: np.ndarray, centroids: np.ndarray, centroid_norms: np.ndarray | None = None) -> np.ndarray:
     """Squared euclidean distances, rows x centroids, clipped at 0 (in place in the one rows x
-    centroids array: the silhouette's 5000-row blocks took 1.6x as long with a temporary per term)."""
+    centroids array: the silhouette's 5000-row blocks took 1.6x as long with a temporary per term).
+    ``centroid_norms``: the centroids' squared norms, when the caller keeps them."""
     d = z @ centroids.T
     d *= -2.0
     d += (z * z).sum(axis=1)[:, None]
-    d += (centroids * centroids).sum(axis=1)[None, :]
+    d += ((centroids * centroids).sum(axis=1) if centroid_norms is None else centroid_norms)[None, :]
     return np.maximum(d, 0.0, out=d)
 
 
@@ -141,13 +142,14 @@ def _stacked_products(z: np.ndarray, point_sets: list[np.ndarray]):
         yield group, stacked, z @ stacked.T, _offsets([len(point_sets[i]) for i in group])
 
 
-def nearest_in_sets(z: np.ndarray, centroid_sets: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+def nearest_in_sets(z: np.ndarray, centroid_sets: list[np.ndarray],
+                    norms: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each set of centroids: every row's nearest centroid and its squared distance to it.
 
     The sets are stacked into one matrix product (a k = 8..32 product alone is too skinny to keep
     BLAS busy), and the rows' own norms, which do not change which centroid is nearest, are added
-    only to the chosen distances."""
-    norms = np.einsum("ij,ij->i", z, z)
+    only to the chosen distances (``norms``: the rows' squared norms, when the caller keeps them)."""
+    norms = np.einsum("ij,ij->i", z, z) if norms is None else norms
     rows = np.arange(len(z))
     out = []
     for group, stacked, partial, offsets in _stacked_products(z, centroid_sets):
